@@ -1,0 +1,5 @@
+import sys
+
+from zoe_panel.cli import main
+
+sys.exit(main())

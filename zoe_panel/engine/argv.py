@@ -1,0 +1,293 @@
+"""EngineSpec -> argv for llama-server and for llama-cpp-python's server. Pure functions.
+
+Everything that changed default between llama.cpp builds is passed explicitly (REFERENCE.md §9):
+model, ctx, GPU layers, host, port and slots. Flags that changed form (``-fa`` bare vs valued)
+follow the binary's capabilities, read once from its ``--help``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from zoe_panel.engine.base import EngineSpec
+from zoe_panel.errors import ConfigError
+
+# ggml_type ids, as llama-cpp-python's --type_k/--type_v want them (ggml.h)
+GGML_TYPE_IDS = {
+    "f32": 0,
+    "f16": 1,
+    "q4_0": 2,
+    "q4_1": 3,
+    "q5_0": 6,
+    "q5_1": 7,
+    "q8_0": 8,
+    "iq4_nl": 20,
+    "bf16": 30,
+}
+
+# Extra llama-server flags an operator may add, with how many values each takes. Flags the panel
+# manages itself (model, ctx, host, port, slots, cache types, api key) and flags that read or write
+# arbitrary files or reach the network (-hf, --model-url, --slot-save-path, --log-file, --path,
+# --ssl-*) are not here on purpose.
+EXTRA_FLAGS: dict[str, int] = {
+    "--temp": 1,
+    "--top-k": 1,
+    "--top-p": 1,
+    "--min-p": 1,
+    "--repeat-penalty": 1,
+    "--repeat-last-n": 1,
+    "--presence-penalty": 1,
+    "--frequency-penalty": 1,
+    "--seed": 1,
+    "-s": 1,
+    "-n": 1,
+    "--n-predict": 1,
+    "--keep": 1,
+    "--rope-scaling": 1,
+    "--rope-scale": 1,
+    "--rope-freq-base": 1,
+    "--rope-freq-scale": 1,
+    "--yarn-orig-ctx": 1,
+    "--yarn-ext-factor": 1,
+    "--yarn-attn-factor": 1,
+    "--yarn-beta-slow": 1,
+    "--yarn-beta-fast": 1,
+    "-tb": 1,
+    "--threads-batch": 1,
+    "--prio": 1,
+    "--poll": 1,
+    "--numa": 1,
+    "--mlock": 0,
+    "--no-mmap": 0,
+    "--mmap": 0,
+    "-lm": 1,
+    "--load-mode": 1,
+    "--no-warmup": 0,
+    "--cont-batching": 0,
+    "--no-cont-batching": 0,
+    "-cb": 0,
+    "-nocb": 0,
+    "--split-mode": 1,
+    "-sm": 1,
+    "--main-gpu": 1,
+    "-mg": 1,
+    "--tensor-split": 1,
+    "-ts": 1,
+    "--override-kv": 1,
+    "--cache-reuse": 1,
+    "--cache-ram": 1,
+    "-cram": 1,
+    "--jinja": 0,
+    "--no-jinja": 0,
+    "--chat-template": 1,
+    "--reasoning-format": 1,
+    "--reasoning-budget": 1,
+    "--no-webui": 0,
+    "--slots": 0,
+    "--no-slots": 0,
+    "--props": 0,
+    "--timeout": 1,
+    "-to": 1,
+    "--threads-http": 1,
+    "--ctx-checkpoints": 1,
+    "--sleep-idle-seconds": 1,
+    "--defrag-thold": 1,
+    "-dt": 1,
+    "--no-kv-offload": 0,
+    "-nkvo": 0,
+    "--fit": 1,
+    "-fit": 1,
+    "--fit-target": 1,
+    "-fitt": 1,
+    "--fit-ctx": 1,
+    "-fitc": 1,
+    "--no-op-offload": 0,
+    "--spm-infill": 0,
+    "--ctx-size-draft": 1,
+    "--draft-max": 1,
+    "--draft-min": 1,
+    "--cpu-moe": 0,
+    "--n-cpu-moe": 1,
+    "-ncmoe": 1,
+}
+_VALUE_RE = re.compile(r"^[\w.,:=+\-/%]*$")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What one llama-server binary understands, from its ``--help`` and ``--version``."""
+
+    version: str = ""
+    build: int | None = None
+    commit: str = ""
+    flash_attn_takes_value: bool = True
+    has_kv_unified: bool = True
+    has_log_jsonl: bool = True
+    has_verbosity: bool = True
+    slots_default_on: bool = True
+    has_fit: bool = True
+
+    @classmethod
+    def from_help(cls, help_text: str, version_text: str = "") -> Capabilities:
+        """Parse ``--help`` and ``--version`` output (old: ``version: 4579 (abc1234)``,
+        new: ``version: 0.5.0-dev (build 1, commit 0c1e570)``)."""
+        ver = re.search(r"version:\s*(\S+)", version_text)
+        version = ver.group(1) if ver else ""
+        build_m = re.search(r"build\s+(\d+)", version_text)
+        build = int(build_m.group(1)) if build_m else (int(version) if version.isdigit() else None)
+        commit_m = re.search(r"commit\s+([0-9a-f]{6,40})", version_text) or re.search(
+            r"\(([0-9a-f]{6,40})\)", version_text
+        )
+        return cls(
+            version=version,
+            build=build,
+            commit=commit_m.group(1) if commit_m else "",
+            flash_attn_takes_value=bool(re.search(r"--flash-attn\s*\[?on\|off", help_text)),
+            has_kv_unified="--kv-unified" in help_text,
+            has_log_jsonl="--log-jsonl" in help_text,
+            has_verbosity="--log-verbosity" in help_text or "-lv," in help_text,
+            slots_default_on="--no-slots" in help_text,
+            has_fit="--fit " in help_text or "-fit," in help_text,
+        )
+
+
+def check_extra_args(args: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Validate operator-supplied extra flags against the allow-list; return them as a tuple."""
+    out: list[str] = []
+    i = 0
+    args = list(args)
+    while i < len(args):
+        flag = args[i]
+        if "=" in flag and flag.startswith("--"):
+            flag, value = flag.split("=", 1)
+            values = [value]
+            i += 1
+        else:
+            n = EXTRA_FLAGS.get(flag, -1)
+            values = args[i + 1 : i + 1 + max(n, 0)]
+            i += 1 + max(n, 0)
+        arity = EXTRA_FLAGS.get(flag)
+        if arity is None:
+            raise ConfigError(
+                f"extra argument {flag!r} is not allowed; the panel sets model, context, host, port, "
+                "slots, cache types and API key itself, and flags that touch files or the network "
+                "are refused"
+            )
+        if len(values) != arity:
+            raise ConfigError(f"extra argument {flag} needs {arity} value(s)")
+        for v in values:
+            if not _VALUE_RE.match(v) or v.startswith("-") and not _is_number(v):
+                raise ConfigError(f"extra argument {flag}: value {v!r} has characters that are not allowed")
+        out.append(flag)
+        out.extend(values)
+    return tuple(out)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def llama_server_argv(binary: str, spec: EngineSpec, caps: Capabilities | None = None) -> list[str]:
+    """argv for native (or containerised) llama-server."""
+    caps = caps or Capabilities()
+    argv = [
+        binary,
+        "-m",
+        spec.model,
+        "-c",
+        str(spec.ctx),
+        "-ngl",
+        str(spec.n_gpu_layers),
+        "--host",
+        spec.host,
+        "--port",
+        str(spec.port),
+        "-np",
+        str(spec.parallel),
+        "-ctk",
+        spec.cache_type_k,
+        "-ctv",
+        spec.cache_type_v,
+        "-b",
+        str(spec.batch),
+        "-ub",
+        str(spec.ubatch),
+        "--metrics",
+    ]
+    if caps.has_kv_unified:
+        argv.append("-kvu" if spec.kv_unified else "-no-kvu")
+    if caps.flash_attn_takes_value:
+        argv += ["-fa", spec.flash_attn]
+    elif spec.flash_attn == "on" or spec.cache_type_v not in ("f16", "f32", "bf16"):
+        argv.append("-fa")  # old builds: a bare switch, off unless given
+    if not caps.slots_default_on:
+        argv.append("--slots")
+    if spec.threads:
+        argv += ["-t", str(spec.threads)]
+    if spec.swa_full:
+        argv.append("--swa-full")
+    if spec.alias:
+        argv += ["-a", spec.alias]
+    # -lv 4 prints the model/KV/compute buffer lines the load timeline is built from.
+    if caps.has_verbosity:
+        argv += ["-lv", "4"]
+    else:
+        argv.append("--verbose")
+    argv += list(check_extra_args(spec.extra_args))
+    return argv
+
+
+def llama_cpp_python_argv(python: str, spec: EngineSpec) -> list[str]:
+    """argv for ``python -m llama_cpp.server`` (booleans need a value; types are ggml ids)."""
+    if spec.extra_args:
+        raise ConfigError("extra arguments are only supported with the llama-server flavour")
+    argv = [
+        python,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        spec.model,
+        "--n_ctx",
+        str(spec.ctx),
+        "--n_gpu_layers",
+        str(-1 if spec.n_gpu_layers >= 999 else spec.n_gpu_layers),
+        "--host",
+        spec.host,
+        "--port",
+        str(spec.port),
+        "--n_batch",
+        str(spec.batch),
+        "--n_ubatch",
+        str(spec.ubatch),
+        "--type_k",
+        str(GGML_TYPE_IDS[spec.cache_type_k]),
+        "--type_v",
+        str(GGML_TYPE_IDS[spec.cache_type_v]),
+        "--flash_attn",
+        "false" if spec.flash_attn == "off" else "true",
+        # A liveness poll would otherwise cut running streams short (REFERENCE.md §2).
+        "--interrupt_requests",
+        "false",
+        "--verbose",
+        "true",
+    ]
+    if spec.threads:
+        argv += ["--n_threads", str(spec.threads)]
+    if spec.alias:
+        argv += ["--model_alias", spec.alias]
+    if spec.api_key:
+        argv += ["--api_key", spec.api_key]
+    return argv
+
+
+def engine_env(spec: EngineSpec) -> dict[str, str]:
+    """Environment for the engine: the API key travels here, not in argv (visible in ps)."""
+    env = {"LLAMA_ARG_LOG_COLORS": "off", "LLAMA_LOG_COLORS": "off"}
+    if spec.api_key and spec.flavor == "llama-server":
+        env["LLAMA_API_KEY"] = spec.api_key
+    return env

@@ -1,0 +1,184 @@
+"""Engine contract: what to run (EngineSpec), what it is doing (EngineStatus), and the Protocol.
+
+State transitions (derived from the world on every read, never remembered)::
+
+                 start()                 /health 200
+    STOPPED ───────────────> STARTING ───────────────> READY
+       ^                        │                        │  probe fails while the
+       │ stop()                 │ process exits          │  process lives
+       │                        v                        v
+       └──────────────────── FAILED <──── exits ──── UNHEALTHY
+                                 (exit code, last log lines, diagnosis)
+
+``stop()`` from any state leads to STOPPED. A supervisor with a restart policy may take
+FAILED back to STARTING by itself.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from zoe_panel.errors import ConfigError
+
+CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
+FLASH_ATTN = ("auto", "on", "off")
+
+
+class EngineState(str, enum.Enum):
+    STOPPED = "STOPPED"
+    STARTING = "STARTING"
+    READY = "READY"
+    FAILED = "FAILED"
+    UNHEALTHY = "UNHEALTHY"
+
+    @property
+    def is_running(self) -> bool:
+        return self in (EngineState.STARTING, EngineState.READY, EngineState.UNHEALTHY)
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """How to run the server. ``model`` is an absolute path on the host."""
+
+    model: str
+    ctx: int = 4096
+    n_gpu_layers: int = 999  # 999 = all; llama.cpp clamps to the layer count
+    cache_type_k: str = "f16"
+    cache_type_v: str = "f16"
+    flash_attn: str = "auto"
+    parallel: int = 4
+    kv_unified: bool = True  # what llama-server's automatic slots do; memory does not grow with slots
+    ubatch: int = 512
+    batch: int = 2048
+    threads: int = 0  # 0 = the engine's default
+    swa_full: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8088
+    flavor: str = "llama-server"
+    api_key: str = ""
+    alias: str = ""
+    extra_args: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        validate_spec(self)
+
+    @property
+    def model_name(self) -> str:
+        return self.model.rsplit("/", 1)[-1]
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["extra_args"] = list(self.extra_args)
+        return data
+
+    def public_json(self) -> dict[str, Any]:
+        """The spec without secrets, for logs, history and the audit trail."""
+        data = self.to_json()
+        data["api_key"] = "***" if self.api_key else ""
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EngineSpec:
+        known = {f for f in cls.__dataclass_fields__}
+        clean = {k: v for k, v in data.items() if k in known}
+        clean["extra_args"] = tuple(clean.get("extra_args", ()))
+        return cls(**clean)
+
+    def spec_hash(self) -> str:
+        blob = json.dumps(self.public_json(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def validate_spec(spec: EngineSpec) -> None:
+    """Range and choice checks; each message names the field and what is allowed."""
+    problems: list[str] = []
+    if not spec.model:
+        problems.append("no model chosen")
+    if not 0 <= spec.ctx <= 4_194_304:
+        problems.append(f"context size {spec.ctx} is out of range (0..4194304)")
+    if spec.n_gpu_layers < 0 or spec.n_gpu_layers > 999:
+        problems.append(f"GPU layers {spec.n_gpu_layers} is out of range (0..999, 999 = all)")
+    for name, value in (("K", spec.cache_type_k), ("V", spec.cache_type_v)):
+        if value not in CACHE_TYPES:
+            problems.append(f"{name} cache type {value!r} is not one of {', '.join(CACHE_TYPES)}")
+    if spec.flash_attn not in FLASH_ATTN:
+        problems.append(f"flash attention must be auto, on or off, not {spec.flash_attn!r}")
+    if spec.cache_type_v not in ("f32", "f16", "bf16") and spec.flash_attn == "off":
+        problems.append(f"a quantized V cache ({spec.cache_type_v}) needs flash attention: set it to auto or on")
+    if not 1 <= spec.parallel <= 256:
+        problems.append(f"parallel slots {spec.parallel} is out of range (1..256)")
+    if not 1 <= spec.ubatch <= 65536 or not 1 <= spec.batch <= 65536:
+        problems.append("batch and ubatch must be 1..65536")
+    if not 0 <= spec.threads <= 1024:
+        problems.append(f"threads {spec.threads} is out of range (0..1024, 0 = default)")
+    if not 1 <= spec.port <= 65535:
+        problems.append(f"port {spec.port} is out of range (1..65535)")
+    if spec.flavor not in ("llama-server", "llama-cpp-python"):
+        problems.append(f"flavor {spec.flavor!r} is not llama-server or llama-cpp-python")
+    if problems:
+        raise ConfigError("invalid engine settings: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    """A snapshot of the engine, derived from pidfiles/containers and a health probe."""
+
+    state: EngineState
+    backend: str = "process"
+    spec: EngineSpec | None = None
+    pid: int | None = None
+    container_id: str | None = None
+    run_id: str | None = None
+    started_at: float | None = None
+    ready_at: float | None = None
+    exit_code: int | None = None
+    reason: str = ""
+    restarts: int = 0
+    log_tail: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def base_url(self) -> str | None:
+        if self.spec is None:
+            return None
+        host = "127.0.0.1" if self.spec.host in ("0.0.0.0", "::") else self.spec.host
+        return f"http://{host}:{self.spec.port}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "state": self.state.value.lower(),
+            "backend": self.backend,
+            "flavor": self.spec.flavor if self.spec else None,
+            "model": self.spec.model_name if self.spec else None,
+            "model_path": self.spec.model if self.spec else None,
+            "base_url": self.base_url,
+            "pid": self.pid,
+            "container_id": self.container_id,
+            "run_id": self.run_id,
+            "started_at": self.started_at,
+            "ready_at": self.ready_at,
+            "exit_code": self.exit_code,
+            "reason": self.reason,
+            "restarts": self.restarts,
+            "spec": self.spec.public_json() if self.spec else None,
+        }
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """One backend that can run one llama.cpp server at a time."""
+
+    name: str
+
+    def is_available(self) -> tuple[bool, str]: ...
+
+    def start(self, spec: EngineSpec, *, run_id: str) -> EngineStatus: ...
+
+    def stop(self, timeout_s: float) -> EngineStatus: ...
+
+    def status(self) -> EngineStatus: ...
+
+    def logs(self, tail: int = 200) -> list[str]: ...

@@ -1,0 +1,197 @@
+"""The models folder: list, resolve names safely, read metadata (cached), add, delete, verify.
+
+Every name a user gives is resolved inside the models folder; ``../x.gguf``, absolute paths
+elsewhere and symlinks that lead out are refused, so no page or CLI call can read or delete
+files outside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from zoe_panel.errors import InvalidModelError, ModelStoreError
+from zoe_panel.models.gguf_meta import GGUFInfo, read_gguf
+from zoe_panel.models.shape import model_shape
+
+GGUF_SUFFIX = ".gguf"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str  # relative to the models folder, with forward slashes
+    path: Path
+    size_bytes: int
+    info: GGUFInfo | None
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.info is not None and not self.error
+
+
+def quant_name(file_type: Any) -> str:
+    """general.file_type -> 'Q4_K_M' etc. (gguf.LlamaFileType without its MOSTLY_ prefix)."""
+    if file_type is None:
+        return "?"
+    from gguf import LlamaFileType
+
+    try:
+        name = LlamaFileType(int(file_type)).name
+    except (ValueError, TypeError):
+        return f"type {file_type}"
+    return name.replace("MOSTLY_", "").replace("ALL_", "")
+
+
+def human_count(n: int) -> str:
+    for unit, div in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= div:
+            return f"{n / div:.1f}{unit}" if n / div < 100 else f"{n / div:.0f}{unit}"
+    return str(n)
+
+
+def describe(info: GGUFInfo) -> dict[str, Any]:
+    """The row the Models page and ``models --json`` show for one file."""
+    shape = model_shape(info)
+    kv_heads = sorted({la.n_head_kv for la in shape.layers}) or [0]
+    head = shape.layers[0].head_k if shape.layers else 0
+    return {
+        "architecture": info.architecture,
+        "display_name": info.get("general.name", ""),
+        "size_label": info.get("general.size_label") or human_count(info.parameter_count),
+        "parameters": info.parameter_count,
+        "quantization": quant_name(info.get("general.file_type")),
+        "layers": shape.n_layer,
+        "kv_heads": kv_heads[0] if len(kv_heads) == 1 else f"{kv_heads[0]}-{kv_heads[-1]}",
+        "head_size": head,
+        "context_train": shape.n_ctx_train,
+        "sliding_window": shape.n_swa or None,
+        "file_size_bytes": info.file_size_bytes,
+        "gguf_version": info.gguf_version,
+    }
+
+
+class ModelStore:
+    def __init__(self, root: Path, cache_file: Path) -> None:
+        self.root = root
+        self.cache_file = cache_file
+        self._lock = threading.Lock()
+        self._mem: dict[str, dict[str, Any]] | None = None
+
+    # -- names and paths ------------------------------------------------------------------
+    def ensure_root(self) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self.root
+
+    def resolve(self, name_or_path: str) -> Path:
+        """A file inside the models folder, or ModelStoreError saying why not."""
+        text = (name_or_path or "").strip()
+        if not text:
+            raise ModelStoreError("no model name given")
+        if "\x00" in text:
+            raise ModelStoreError("model name contains a NUL byte")
+        root = self.root.resolve()
+        candidate = Path(text).expanduser()
+        if not candidate.is_absolute():
+            if any(part == ".." for part in Path(text).parts):
+                raise ModelStoreError(f"{text!r}: '..' is not allowed in model names")
+            candidate = root / candidate
+        real = candidate.resolve()
+        if real != root and root not in real.parents:
+            raise ModelStoreError(
+                f"{text} is outside the models folder {root}; add it first (python -m zoe_panel add {text})"
+            )
+        if not real.is_file():
+            raise ModelStoreError(f"model {text!r} not found in {root}")
+        return real
+
+    def name_of(self, path: Path) -> str:
+        return path.resolve().relative_to(self.root.resolve()).as_posix()
+
+    # -- listing ----------------------------------------------------------------------------
+    def list(self) -> list[ModelEntry]:
+        if not self.root.is_dir():
+            return []
+        root = self.root.resolve()
+        entries = []
+        for path in sorted(self.root.rglob("*")):
+            if path.suffix.lower() != GGUF_SUFFIX or not path.is_file() or path.name.startswith("."):
+                continue
+            real = path.resolve()
+            if root not in real.parents:
+                continue  # a symlink that leads out of the folder is not part of the library
+            entries.append(self.entry(real))
+        return entries
+
+    def entry(self, path: Path) -> ModelEntry:
+        name = self.name_of(path)
+        size = path.stat().st_size
+        try:
+            info = self.info(path)
+        except InvalidModelError as e:
+            return ModelEntry(name, path, size, None, str(e))
+        error = ""
+        if info.is_truncated:
+            error = (
+                f"{name}: truncated or corrupt: tensor data runs to byte {info.tensor_data_end:,} "
+                f"but the file has {info.file_size_bytes:,} bytes; download it again"
+            )
+        return ModelEntry(name, path, size, info, error)
+
+    def names(self) -> list[str]:
+        return [e.name for e in self.list() if e.ok]
+
+    # -- metadata cache ---------------------------------------------------------------------
+    def info(self, path: Path) -> GGUFInfo:
+        st = path.stat()
+        key = str(path.resolve())
+        stamp = [st.st_size, st.st_mtime_ns]
+        with self._lock:
+            cache = self._load_cache()
+            hit = cache.get(key)
+            if hit and hit.get("stamp") == stamp:
+                if "error" in hit:
+                    raise InvalidModelError(hit["error"])
+                return GGUFInfo.from_json(hit["info"])
+        try:
+            info = read_gguf(path)
+            record: dict[str, Any] = {"stamp": stamp, "info": info.to_json()}
+        except InvalidModelError as e:
+            record = {"stamp": stamp, "error": str(e)}
+            self._store(key, record)
+            raise
+        self._store(key, record)
+        return info
+
+    def _load_cache(self) -> dict[str, dict[str, Any]]:
+        if self._mem is None:
+            try:
+                self._mem = json.loads(self.cache_file.read_text())
+            except (OSError, ValueError):
+                self._mem = {}
+        return self._mem
+
+    def _store(self, key: str, record: dict[str, Any]) -> None:
+        with self._lock:
+            cache = self._load_cache()
+            cache[key] = record
+            try:
+                self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+                with FileLock(str(self.cache_file) + ".lock", timeout=10):
+                    try:
+                        on_disk = json.loads(self.cache_file.read_text())
+                    except (OSError, ValueError):
+                        on_disk = {}
+                    on_disk.update(cache)
+                    tmp = self.cache_file.with_suffix(".tmp")
+                    tmp.write_text(json.dumps(on_disk))
+                    os.replace(tmp, self.cache_file)
+                    self._mem = on_disk
+            except OSError:
+                pass  # an unwritable cache only costs a re-read next time

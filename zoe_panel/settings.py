@@ -1,0 +1,207 @@
+"""Settings: the only place that reads ``ZOE_*`` environment variables.
+
+Precedence, lowest first: built-in defaults < ``$ZOE_HOME/settings.toml`` (written by the
+Settings page) < environment variables. ``Settings.sources`` says where each value came from so
+the Settings page can show "set by ZOE_X" and refuse to edit what the environment pins.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zoe_panel.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - JetPack 6 ships Python 3.10
+    import tomli as tomllib
+
+FLAVORS = ("llama-server", "llama-cpp-python")
+BACKENDS = ("auto", "process", "docker")
+TELEMETRY = ("auto", "jetson", "nvml", "host")
+RESTART_POLICIES = ("no", "on-failure")
+
+
+def _default_home() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "zoe-panel"
+
+
+def _default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "zoe-panel"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with units in the names."""
+
+    home: Path = field(default_factory=_default_home)
+    models_dir: Path | None = None  # None = home / "models"
+    cache_dir: Path = field(default_factory=_default_cache)
+    llama_server: str = ""  # "" = PATH, then the cached build
+    flavor: str = "llama-server"
+    backend: str = "auto"
+    engine_host: str = "127.0.0.1"
+    engine_port: int = 8088
+    engine_api_key: str = ""
+    stop_timeout_s: float = 10.0
+    start_timeout_s: float = 600.0
+    restart_policy: str = "no"
+    restart_max: int = 3
+    restore_on_boot: bool = True
+    docker_image: str = ""
+    docker_llama_server: str = "llama-server"
+    docker_shm_size: str = "8g"
+    telemetry: str = "auto"
+    sample_hz: float = 1.0
+    sample_hz_loading: float = 10.0
+    history_keep_days: float = 30.0
+    ring_seconds: float = 3600.0
+    memory_bandwidth_gbps: float = 0.0  # 0 = from the known-boards table or measured
+    password_hash: str = ""
+    session_timeout_s: float = 8 * 3600.0
+    login_max_attempts: int = 5
+    login_lockout_s: float = 300.0
+    upload_max_mb: int = 0  # 0 = streamlit's server.maxUploadSize
+    disk_margin_bytes: int = 1 << 30
+    sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def models_path(self) -> Path:
+        return self.models_dir if self.models_dir is not None else self.home / "models"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.home / "state"
+
+    @property
+    def settings_file(self) -> Path:
+        return self.home / "settings.toml"
+
+    @property
+    def history_db(self) -> Path:
+        return self.home / "history.sqlite"
+
+    def replace(self, **changes: Any) -> Settings:
+        return validate(dataclasses.replace(self, **changes))
+
+
+# name -> environment variable; every field but the bookkeeping one can come from the env.
+ENV_NAMES: dict[str, str] = {
+    f.name: "ZOE_" + f.name.upper() for f in dataclasses.fields(Settings) if f.name != "sources"
+}
+ENV_NAMES["cache_dir"] = "ZOE_CACHE"
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    f = {f.name: f for f in dataclasses.fields(Settings)}[name]
+    kind = str(f.type)
+    try:
+        if "Path" in kind:
+            return Path(str(raw)).expanduser() if str(raw) else None
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        return str(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {name}: {raw!r} is not a valid {kind}") from None
+
+
+def validate(s: Settings) -> Settings:
+    """Check ranges and choices; raise ConfigError naming the setting and the allowed values."""
+    checks: list[tuple[bool, str]] = [
+        (s.flavor in FLAVORS, f"flavor must be one of {', '.join(FLAVORS)}"),
+        (s.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}"),
+        (s.telemetry in TELEMETRY, f"telemetry must be one of {', '.join(TELEMETRY)}"),
+        (s.restart_policy in RESTART_POLICIES, "restart_policy must be 'no' or 'on-failure'"),
+        (1 <= s.engine_port <= 65535, "engine_port must be 1..65535"),
+        (0.1 <= s.sample_hz <= 50, "sample_hz must be 0.1..50"),
+        (1 <= s.sample_hz_loading <= 50, "sample_hz_loading must be 1..50"),
+        (s.stop_timeout_s > 0, "stop_timeout_s must be > 0"),
+        (s.start_timeout_s > 0, "start_timeout_s must be > 0"),
+        (0 <= s.restart_max <= 100, "restart_max must be 0..100"),
+        (s.ring_seconds >= 60, "ring_seconds must be >= 60"),
+        (s.history_keep_days > 0, "history_keep_days must be > 0"),
+        (s.memory_bandwidth_gbps >= 0, "memory_bandwidth_gbps must be >= 0"),
+        (s.login_max_attempts >= 1, "login_max_attempts must be >= 1"),
+        (" " not in s.engine_host and s.engine_host != "", "engine_host must be an address"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(f"invalid setting: {message}")
+    return s
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Build Settings from defaults, the settings file and the environment."""
+    env = dict(os.environ if env is None else env)
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    home_raw = env.get(ENV_NAMES["home"])
+    home = Path(home_raw).expanduser() if home_raw else _default_home()
+    file_values = _read_settings_file(home / "settings.toml")
+    for name, raw in file_values.items():
+        if name in ENV_NAMES:
+            values[name] = _coerce(name, raw)
+            sources[name] = "settings.toml"
+    for name, var in ENV_NAMES.items():
+        if var in env and env[var] != "":
+            values[name] = _coerce(name, env[var])
+            sources[name] = var
+    values["home"] = home
+    return validate(Settings(**values, sources=sources))
+
+
+def _read_settings_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"cannot read {path}: {e}; fix or delete the file") from None
+    return dict(data.get("zoe", data))
+
+
+def save_settings_file(settings: Settings, changes: dict[str, Any]) -> Settings:
+    """Persist ``changes`` to the settings file (atomically) and return the new Settings.
+
+    Values pinned by the environment cannot be changed here: the environment would win anyway,
+    and silently ignoring the edit would mislead the operator.
+    """
+    import tomli_w
+
+    pinned = [n for n in changes if settings.sources.get(n, "").startswith("ZOE_")]
+    if pinned:
+        names = ", ".join(f"{n} ({settings.sources[n]})" for n in pinned)
+        raise ConfigError(f"set by the environment, cannot be changed here: {names}")
+    unknown = [n for n in changes if n not in ENV_NAMES or n == "home"]
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+    coerced = {n: _coerce(n, v) for n, v in changes.items()}
+    new = settings.replace(**coerced)  # validates before anything is written
+    current = _read_settings_file(settings.settings_file)
+    current.update({n: str(v) if isinstance(v, Path) else v for n, v in coerced.items()})
+    settings.settings_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = settings.settings_file.with_suffix(".tmp")
+    tmp.write_bytes(tomli_w.dumps({"zoe": current}).encode())
+    os.replace(tmp, settings.settings_file)
+    sources = dict(settings.sources)
+    sources.update({n: "settings.toml" for n in coerced})
+    return dataclasses.replace(new, sources=sources)

@@ -1,0 +1,36 @@
+"""Models page rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zoe_panel.models.store import describe
+from zoe_panel.runtime import Runtime
+
+MIB = 1024**2
+
+
+def model_rows(rt: Runtime) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    rows: list[dict[str, Any]] = []
+    invalid: list[tuple[str, str]] = []
+    for e in rt.store.list():
+        if e.info is None or e.error:
+            invalid.append((e.name, e.error))
+            if e.info is None:
+                continue
+        d = describe(e.info)
+        rows.append(
+            {
+                "file": e.name,
+                "architecture": d["architecture"],
+                "params": d["size_label"],
+                "quant": d["quantization"],
+                "layers": d["layers"],
+                "KV heads": str(d["kv_heads"]),
+                "head size": d["head_size"],
+                "trained ctx": d["context_train"],
+                "sliding window": d["sliding_window"],
+                "size (MiB)": round(e.size_bytes / MIB, 1),
+            }
+        )
+    return rows, invalid
