@@ -5,20 +5,26 @@ import streamlit as st
 from zoe_panel.runtime import get_runtime
 from zoe_panel.ui.widgets import state_line
 
-st.set_page_config(page_title="Zoe Panel", page_icon="🦙", layout="wide")
+st.set_page_config(page_title="Zoe Panel", page_icon=":material/memory:", layout="wide")
 
 rt = get_runtime()
 
 pages = [
-    st.Page("pages/engine.py", title="Engine", icon="⚙️", default=True),
-    st.Page("pages/models.py", title="Models", icon="📦"),
-    st.Page("pages/monitor.py", title="Monitor", icon="📈"),
-    st.Page("pages/chat.py", title="Chat", icon="💬"),
+    st.Page("pages/engine.py", title="Engine", icon=":material/settings_power:", default=True),
+    st.Page("pages/models.py", title="Models", icon=":material/inventory_2:"),
+    st.Page("pages/monitor.py", title="Monitor", icon=":material/monitoring:"),
+    st.Page("pages/chat.py", title="Chat", icon=":material/chat:"),
 ]
 nav = st.navigation(pages)
 
-with st.sidebar:
+
+@st.fragment(run_every=2.0)
+def engine_badge() -> None:
     st.caption("Engine")
     st.markdown(state_line(rt.controller.status()))
+
+
+with st.sidebar:
+    engine_badge()
 
 nav.run()

@@ -41,9 +41,10 @@ with st.expander("Advanced"):
 
 b1, b2, _ = st.columns([1, 1, 4])
 if b1.button("Start", key="engine-start", type="primary", disabled=not models):
-    attempt(lambda: start_from_form(rt, st.session_state), success="Starting…")
-if b2.button("Stop", key="engine-stop"):
-    attempt(lambda: rt.controller.stop(), success="Stopped.")
+    if attempt(lambda: start_from_form(rt, st.session_state)):
+        st.toast("Engine starting…")
+if b2.button("Stop", key="engine-stop") and attempt(lambda: rt.controller.stop()):
+    st.toast("Engine stopped.")
 
 
 @st.fragment(run_every=1.0)

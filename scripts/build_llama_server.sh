@@ -32,7 +32,7 @@ mkdir -p "$CACHE/dl" "$CACHE/src" "$CACHE/bin"
 sdist="$CACHE/dl/llama_cpp_python-$LCP_VERSION.tar.gz"
 if [ ! -f "$sdist" ]; then
   echo ">> downloading llama-cpp-python $LCP_VERSION sdist (for its vendored llama.cpp)" >&2
-  python3 -m pip download --quiet --no-deps --no-binary :all: -d "$CACHE/dl" "llama-cpp-python==$LCP_VERSION" >&2
+  python3 -m pip download -qq --no-deps --no-binary :all: -d "$CACHE/dl" "llama-cpp-python==$LCP_VERSION" >&2
 fi
 src="$CACHE/src/llama_cpp_python-$LCP_VERSION/vendor/llama.cpp"
 if [ ! -f "$src/CMakeLists.txt" ]; then

@@ -18,9 +18,9 @@ stamp=.venv/.requirements.sha256
 want=$(sha256sum requirements.txt | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo ">> installing requirements (the first time compiles llama-cpp-python: ~4 min on 2 cores)"
-  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install -qq --upgrade pip
   CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
-    .venv/bin/python -m pip install --quiet -r requirements.txt
+    .venv/bin/python -m pip install -qq -r requirements.txt
   echo "$want" > "$stamp"
 fi
 

@@ -3,12 +3,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
+# Under this script a missing real part (engine, docker, browser) fails its test instead of skipping.
+export ZOE_REQUIRE_ALL=1
 
 stamp=.venv/.requirements-dev.sha256
 want=$(sha256sum requirements-dev.txt | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo ">> installing test requirements"
-  $PY -m pip install --quiet -r requirements-dev.txt
+  $PY -m pip install -qq -r requirements-dev.txt
   echo "$want" > "$stamp"
 fi
 
@@ -25,6 +27,13 @@ PYEOF
 
 echo ">> ruff"
 $PY -m ruff check .
+$PY -m ruff format --check . >/dev/null || { echo "ruff format would change files: run 'ruff format .'"; exit 1; }
+
+# JetPack 6 ships Python 3.10: run the pure unit tests there too when an interpreter exists.
+if [ "$#" -eq 0 ] && scripts/py310_venv.sh; then
+  echo ">> unit tests on Python 3.10"
+  .venv310/bin/python -m pytest -q -p no:cacheprovider tests/unit
+fi
 
 echo ">> pytest"
 exec $PY -m pytest -p no:cacheprovider "$@"

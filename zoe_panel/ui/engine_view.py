@@ -50,6 +50,6 @@ def live_status(rt: Runtime) -> None:
             st.warning(status.reason)
         elif status.state == EngineState.STARTING:
             st.caption(status.reason or "loading the model…")
-    with st.container(key="engine-log"):
-        lines = [parse_stamped(x).render() for x in rt.controller.logs(200)]
-        st.code("\n".join(lines) or "(no log yet)", language=None, height=320)
+    with st.container(key="engine-log", height=360, autoscroll=True):
+        lines = [parse_stamped(x).render() for x in rt.controller.logs(300)]
+        st.code("\n".join(lines) or "(no log yet)", language=None, wrap_lines=True)

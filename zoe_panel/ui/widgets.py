@@ -12,17 +12,18 @@ from zoe_panel.errors import ZoePanelError
 
 T = TypeVar("T")
 
-STATE_ICON = {
-    EngineState.STOPPED: "⚪",
-    EngineState.STARTING: "🟡",
-    EngineState.READY: "🟢",
-    EngineState.FAILED: "🔴",
-    EngineState.UNHEALTHY: "🟠",
+# Markdown badges with Material icons: they render without an emoji font (LAN kiosks, headless).
+STATE_BADGE = {
+    EngineState.STOPPED: ":gray-badge[:material/stop_circle: STOPPED]",
+    EngineState.STARTING: ":orange-badge[:material/hourglass_top: STARTING]",
+    EngineState.READY: ":green-badge[:material/check_circle: READY]",
+    EngineState.FAILED: ":red-badge[:material/error: FAILED]",
+    EngineState.UNHEALTHY: ":orange-badge[:material/warning: UNHEALTHY]",
 }
 
 
 def state_line(status: EngineStatus) -> str:
-    text = f"{STATE_ICON[status.state]} **{status.state.value}**"
+    text = STATE_BADGE[status.state]
     if status.spec is not None and status.state != EngineState.STOPPED:
         text += f" · {status.spec.model_name} · {status.backend}/{status.spec.flavor} · {status.base_url}"
     return text

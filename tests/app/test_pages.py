@@ -1,0 +1,105 @@
+"""Every page through Streamlit's AppTest, starting from app.py, with a real engine behind it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from conftest import require, wait_for
+from streamlit.testing.v1 import AppTest
+
+from zoe_panel.engine.base import EngineState
+from zoe_panel.engine.binary import find_llama_server
+from zoe_panel.errors import BinaryNotFound
+from zoe_panel.runtime import Runtime, set_runtime
+
+MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
+PAGES = ["pages/engine.py", "pages/models.py", "pages/monitor.py", "pages/chat.py"]
+
+
+@pytest.fixture
+def rt(settings_with_model) -> Iterator[Runtime]:  # type: ignore[no-untyped-def]
+    runtime = Runtime(settings_with_model, sampler=True)
+    set_runtime(runtime)
+    yield runtime
+    try:
+        runtime.controller.stop(timeout_s=5)
+    except Exception:
+        pass
+    set_runtime(None)
+
+
+def app() -> AppTest:
+    at = AppTest.from_file("../../app.py", default_timeout=60)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join(str(m.value) for m in [*at.markdown, *at.caption, *at.error, *at.info, *at.warning])
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_without_exception(rt: Runtime, page: str) -> None:
+    at = app()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+
+
+def test_models_page_shows_real_metadata_and_flags_bad_files(rt: Runtime) -> None:
+    (rt.store.root / "broken.gguf").write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 64)
+    at = app()
+    at.switch_page("pages/models.py").run()
+    df = at.dataframe[0].value
+    row = df[df["file"] == MODEL].iloc[0]
+    assert row["architecture"] == "llama" and row["quant"] == "Q4_1" and row["layers"] == 30
+    assert row["KV heads"] == "3" and row["head size"] == 64 and row["trained ctx"] == 8192
+    assert any("broken.gguf" in e.value and "does not parse" in e.value for e in at.error)
+
+
+def test_monitor_page_draws_the_chart_from_the_sampler(rt: Runtime) -> None:
+    wait_for(lambda: len(rt.ring) >= 2, 10)
+    at = app()
+    at.switch_page("pages/monitor.py").run()
+    charts = at.get("plotly_chart")
+    assert charts, "no plotly chart on the Monitor page"
+    assert "source: host" in texts(at)
+
+
+def test_engine_start_stop_and_chat(rt: Runtime) -> None:
+    try:
+        find_llama_server(rt.settings)
+    except BinaryNotFound as e:
+        require(False, str(e))
+    at = app()
+    assert at.selectbox(key="engine-model").value == MODEL
+    at.number_input(key="engine-ctx").set_value(2048)
+    at.button(key="engine-start").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    wait_for(lambda: rt.controller.status(max_age_s=0).state == EngineState.READY, 60)
+    at.run()
+    assert "READY" in texts(at)
+    spec = rt.controller.status().spec
+    assert spec is not None and spec.ctx == 2048 and spec.model.endswith(MODEL)
+
+    at.switch_page("pages/chat.py").run()
+    assert not at.chat_input(key="chat-input").disabled
+    at.chat_input(key="chat-input").set_value("Say hello.").run()
+    assert not at.exception
+    messages = [m for m in at.chat_message if m.name == "assistant"]
+    assert messages and messages[-1].markdown and messages[-1].markdown[0].value.strip()
+    assert "TTFT" in texts(at) and "tok/s" in texts(at)
+
+    at.switch_page("pages/engine.py").run()
+    at.button(key="engine-stop").click().run()
+    assert rt.controller.status(max_age_s=0).state == EngineState.STOPPED
+    at.button(key="engine-stop").click().run()
+    assert any("nothing to stop" in e.value for e in at.error)
+
+
+def test_chat_is_disabled_with_the_reason_when_no_engine(rt: Runtime) -> None:
+    at = app()
+    at.switch_page("pages/chat.py").run()
+    assert at.chat_input(key="chat-input").disabled
+    assert "Engine is STOPPED" in texts(at)

@@ -1,0 +1,80 @@
+"""The whole loop in a real browser: Start → READY → chat → memory chart → Stop."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from conftest import free_port, require
+from panel_server import CHROMIUM, CHROMIUM_ARGS, panel
+
+from zoe_panel.engine.binary import find_llama_server
+from zoe_panel.errors import BinaryNotFound
+from zoe_panel.runtime import Runtime
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def browser():  # type: ignore[no-untyped-def]
+    require(os.path.exists(CHROMIUM), "Debian's chromium is not installed (scripts/test_env.sh installs it)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        require(False, "playwright is not installed")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+def test_start_chat_watch_stop(browser, settings_with_model, zoe_home: Path) -> None:  # type: ignore[no-untyped-def]
+    try:
+        find_llama_server(settings_with_model)
+    except BinaryNotFound as e:
+        require(False, str(e))
+    env = {"ZOE_HOME": str(zoe_home), "ZOE_ENGINE_PORT": os.environ["ZOE_ENGINE_PORT"]}
+    try:
+        with panel(free_port(), env) as url:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(60_000)
+            page.goto(url)
+            page.get_by_role("heading", name="Engine").wait_for()
+
+            model = page.locator(".st-key-engine-model")
+            model.click()
+            page.get_by_role("option", name="SmolLM2-135M-Instruct.Q4_1.gguf").click()
+            ctx = page.locator(".st-key-engine-ctx input")
+            ctx.fill("2048")
+            ctx.press("Enter")
+            page.locator(".st-key-engine-start button").click()
+            state = page.locator(".st-key-engine-state")
+            state.get_by_text("READY").wait_for()
+
+            page.get_by_role("link", name="Chat").click()
+            box = page.locator(".st-key-chat-input textarea")
+            box.fill("Say hello in one sentence.")
+            box.press("Enter")
+            assistant = page.locator('[data-testid="stChatMessage"]').nth(1)
+            assistant.wait_for()
+            stats = page.locator(".st-key-chat-stats")
+            stats.get_by_text("tok/s").wait_for()
+            assert assistant.inner_text().strip()
+            assert "TTFT" in stats.inner_text()
+
+            page.get_by_role("link", name="Monitor").click()
+            chart = page.locator(".st-key-monitor-chart .js-plotly-plot")
+            chart.wait_for()
+            assert chart.locator(".scatterlayer, .gl-container").count() > 0
+
+            page.get_by_role("link", name="Engine").click()
+            page.locator(".st-key-engine-stop button").click()
+            page.locator(".st-key-engine-state").get_by_text("STOPPED").wait_for()
+            page.screenshot(path=str(zoe_home / "engine-stopped.png"))
+    finally:
+        rt = Runtime(settings_with_model, sampler=False)
+        try:
+            rt.controller.stop(timeout_s=5)
+        except Exception:
+            pass
