@@ -40,9 +40,9 @@ with st.expander("Advanced"):
     a3.selectbox("Flash attention", FLASH_ATTN, key="engine-flash-attn")
 
 b1, b2, _ = st.columns([1, 1, 4])
-if b1.button("Start", key="engine-start", type="primary", disabled=not models):
-    if attempt(lambda: start_from_form(rt, st.session_state)):
-        st.toast("Engine starting…")
+started = b1.button("Start", key="engine-start", type="primary", disabled=not models)
+if started and attempt(lambda: start_from_form(rt, st.session_state)):
+    st.toast("Engine starting…")
 if b2.button("Stop", key="engine-stop") and attempt(lambda: rt.controller.stop()):
     st.toast("Engine stopped.")
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -28,46 +29,38 @@ CHROMIUM_ARGS = [
 
 @contextmanager
 def panel(port: int, env: dict[str, str], *, address: str = "127.0.0.1") -> Iterator[str]:
-    log = open(Path(env["ZOE_HOME"]) / "streamlit.log", "wb")
+    """Serve the panel; yield its URL once /_stcore/health answers."""
+    log_path = Path(env["ZOE_HOME"]) / "streamlit.log"
+    with log_path.open("wb") as log, _streamlit(port, env, address, log) as proc:
+        yield _wait_up(proc, port, log_path)
+
+
+@contextmanager
+def _streamlit(port: int, env: dict[str, str], address: str, log: IO[bytes]) -> Iterator[subprocess.Popen[bytes]]:
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
+    cmd += ["--server.address", address, "--server.headless", "true"]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.port",
-            str(port),
-            "--server.address",
-            address,
-            "--server.headless",
-            "true",
-        ],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        cmd, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/_stcore/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    "streamlit did not come up: " + (Path(env["ZOE_HOME"]) / "streamlit.log").read_text()[-2000:]
-                )
-            time.sleep(0.2)
-        yield url
+        yield proc
     finally:
         proc.terminate()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
-        log.close()
+
+
+def _wait_up(proc: subprocess.Popen[bytes], port: int, log_path: Path) -> str:
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(url + "/_stcore/health", timeout=1).status_code == 200:
+                return url
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("streamlit did not come up: " + log_path.read_text()[-2000:])
+        time.sleep(0.2)
