@@ -5,7 +5,7 @@ import streamlit as st
 from zoe_panel.engine.base import CACHE_TYPES, FLASH_ATTN
 from zoe_panel.runtime import get_runtime
 from zoe_panel.settings import FLAVORS
-from zoe_panel.ui.engine_view import live_status, start_from_form
+from zoe_panel.ui.engine_view import estimate_panel, live_status, start_from_form
 from zoe_panel.ui.widgets import attempt
 
 rt = get_runtime()
@@ -39,8 +39,13 @@ with st.expander("Advanced"):
     a2.number_input("Threads (0 = default)", 0, 256, 0, key="engine-threads")
     a3.selectbox("Flash attention", FLASH_ATTN, key="engine-flash-attn")
 
+verdict = estimate_panel(rt, st.session_state)
+anyway = True
+if verdict == "will not fit":
+    anyway = st.checkbox("Start anyway (predicted not to fit)", key="engine-start-anyway")
+
 b1, b2, _ = st.columns([1, 1, 4])
-started = b1.button("Start", key="engine-start", type="primary", disabled=not models)
+started = b1.button("Start", key="engine-start", type="primary", disabled=not models or not anyway)
 if started and attempt(lambda: start_from_form(rt, st.session_state)):
     st.toast("Engine starting…")
 if b2.button("Stop", key="engine-stop") and attempt(lambda: rt.controller.stop()):

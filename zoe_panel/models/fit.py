@@ -23,7 +23,8 @@ llama-cpp-python keeps the logits of every token in a batch (``ubatch × vocab �
 dominates its compute buffer for small models.
 
 Runtime overhead: the CUDA context and runtime, ~600 MiB on a discrete GPU (REFERENCE.md §12),
-less on Jetson where it lives in the same RAM; ~48 MiB of process overhead on the CPU.
+less on Jetson where it lives in the same RAM; on the CPU ~24 MiB (the binary's pages and
+malloc'd tables: llama-server's RSS for SmolLM2 at ctx 2048 was 171 MiB against 147 MiB of buffers).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ TYPE_BLOCKS: dict[str, tuple[int, int]] = {
     "q4_0": (32, 18),
     "iq4_nl": (32, 18),
 }
-OVERHEAD = {"cpu": 48 * MIB, "unified": 320 * MIB, "discrete": 600 * MIB}
+OVERHEAD = {"cpu": 24 * MIB, "unified": 320 * MIB, "discrete": 600 * MIB}
 VERDICTS = ("fits", "tight", "will not fit")
 
 
@@ -238,11 +239,8 @@ def compute_bytes(shape: ModelShape, spec: EngineSpec, caches: list[KVCache]) ->
     ffn = ub * 4 * (3 * shape.n_ff + 4 * shape.n_embd)
     fa = spec.flash_attn != "off"
     masks = sum(c.cells for c in caches) * ub * (2 if fa else 4)
-    if spec.flavor == "llama-cpp-python":
-        # llama-cpp-python keeps logits for every token of a batch: a ubatch × vocab f32 output
-        work = ub * shape.n_vocab * 4
-    else:
-        work = shape.n_vocab * 4
+    # llama-cpp-python keeps logits for every token of a batch: a ubatch × vocab f32 output
+    work = shape.n_vocab * 4 * (ub if spec.flavor == "llama-cpp-python" else 1)
     if fa:
         return max(ffn, work) + masks + (0 if work > ffn else work)
     scores = max((c.cells for c in caches), default=0) * ub * 4 * max(1, shape.n_head)

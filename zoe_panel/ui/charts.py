@@ -31,7 +31,6 @@ def memory_figure(
     *,
     markers: Sequence[Marker] = (),
     predicted_total_bytes: int | None = None,
-    baseline_used_bytes: int | None = None,
     title: str = "",
     height: int = 420,
 ) -> go.Figure:
@@ -67,13 +66,12 @@ def memory_figure(
     if any(v is not None for v in gpu_util):
         fig.add_trace(go.Scattergl(x=x, y=gpu_util, name="GPU %", yaxis="y2", mode="lines", line={"width": 1}))
     if predicted_total_bytes and samples:
-        base = baseline_used_bytes if baseline_used_bytes is not None else samples[0].ram_used_bytes
-        level = (base + predicted_total_bytes) / GIB
+        # Compare with the engine's own memory (RSS, plus GPU memory on a GPU), not system-wide use.
         fig.add_hline(
-            y=level,
+            y=predicted_total_bytes / GIB,
             line_dash="dash",
             line_color="orange",
-            annotation_text=f"predicted {predicted_total_bytes / GIB:.2f} GiB + baseline",
+            annotation_text=f"predicted engine total {predicted_total_bytes / GIB:.2f} GiB",
             annotation_position="top left",
         )
     _add_markers(fig, markers, samples)

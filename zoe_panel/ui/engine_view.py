@@ -46,6 +46,7 @@ def live_status(rt: Runtime) -> None:
         st.markdown(state_line(status))
         if status.state == EngineState.FAILED:
             st.error(status.reason or "the engine failed")
+            diagnosis_block(rt, status)
         elif status.state == EngineState.UNHEALTHY:
             st.warning(status.reason)
         elif status.state == EngineState.STARTING:
@@ -53,3 +54,79 @@ def live_status(rt: Runtime) -> None:
     with st.container(key="engine-log", height=360, autoscroll=True):
         lines = [parse_stamped(x).render() for x in rt.controller.logs(300)]
         st.code("\n".join(lines) or "(no log yet)", language=None, wrap_lines=True)
+
+
+VERDICT_BADGE = {
+    "fits": ":green-badge[:material/check: fits]",
+    "tight": ":orange-badge[:material/warning: tight]",
+    "will not fit": ":red-badge[:material/block: will not fit]",
+}
+
+
+def form_spec(rt: Runtime, form: Mapping[str, Any]) -> Any:
+    model = form.get("engine-model")
+    return rt.default_spec(str(model), **spec_overrides(form)) if model else None
+
+
+def estimate_panel(rt: Runtime, form: Mapping[str, Any]) -> str | None:
+    """Predicted memory for the form's settings; returns the verdict (None if no estimate)."""
+    from zoe_panel.errors import ZoePanelError
+    from zoe_panel.ui.widgets import fmt_bytes
+
+    try:
+        spec = form_spec(rt, form)
+        if spec is None:
+            return None
+        est = rt.memory.estimate(spec)
+        best = rt.memory.max_contexts(spec)
+    except ZoePanelError as e:
+        st.warning(f"No memory estimate: {e}")
+        return None
+    with st.container(key="engine-estimate", border=True):
+        st.markdown(
+            f"**Predicted memory** {VERDICT_BADGE[est.verdict]} "
+            f"· need {fmt_bytes(est.need_bytes)} of {fmt_bytes(est.available_bytes)} available "
+            f"({est.budget.note})"
+        )
+        rows = [
+            {
+                "part": "weights",
+                "bytes": fmt_bytes(est.weights_bytes),
+                "detail": f"{fmt_bytes(est.weights_gpu_bytes)} on the GPU" if est.weights_gpu_bytes else "",
+            }
+        ]
+        rows += [
+            {
+                "part": f"KV cache ({c.name})",
+                "bytes": fmt_bytes(c.bytes),
+                "detail": f"{c.cells} cells × {c.layers} layers × {c.streams} stream(s), K {c.type_k} / V {c.type_v}",
+            }
+            for c in est.kv
+        ]
+        if est.recurrent_bytes:
+            rows.append({"part": "recurrent state", "bytes": fmt_bytes(est.recurrent_bytes), "detail": "f32"})
+        rows += [
+            {"part": "compute buffers", "bytes": fmt_bytes(est.compute_bytes), "detail": "approximation"},
+            {"part": "output buffer", "bytes": fmt_bytes(est.output_bytes), "detail": ""},
+            {"part": "runtime overhead", "bytes": fmt_bytes(est.overhead_bytes), "detail": est.budget.kind},
+            {
+                "part": "total",
+                "bytes": fmt_bytes(est.total_bytes),
+                "detail": est.calibration.get("note", "not calibrated yet: no measured run of this model"),
+            },
+        ]
+        st.dataframe(rows, hide_index=True, key="engine-estimate-table")
+        st.caption("Largest context that fits: " + " · ".join(f"{ct}: {n:,}" for ct, n in best.items()))
+        for note in est.notes:
+            st.caption(note)
+    return est.verdict
+
+
+def diagnosis_block(rt: Runtime, status: EngineStatus) -> None:
+    d = rt.diagnose(status)
+    if d is None:
+        return
+    with st.container(key="engine-diagnosis"):
+        st.error(f"**{d.title}** {d.detail}")
+        if d.fixes:
+            st.markdown("**What to change:**\n" + "\n".join(f"- {f}" for f in d.fixes))

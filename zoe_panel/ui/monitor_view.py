@@ -9,6 +9,7 @@ import streamlit as st
 from zoe_panel.runtime import Runtime
 from zoe_panel.telemetry.ring import downsample
 from zoe_panel.ui.charts import memory_figure
+from zoe_panel.ui.timeline import window_markers
 from zoe_panel.ui.widgets import fmt_bytes
 
 WINDOWS = {"1 min": 60.0, "5 min": 300.0, "15 min": 900.0, "1 h": 3600.0}
@@ -26,7 +27,9 @@ def render_monitor(rt: Runtime, window_s: float) -> None:
         c[2].metric("Page cache", fmt_bytes(latest.ram_cached_bytes))
         c[3].metric("GPU memory", fmt_bytes(latest.gpu_mem_used_bytes))
         c[4].metric("CPU", f"{latest.cpu_pct:.0f} %" if latest.cpu_pct is not None else "–")
-    fig = memory_figure(downsample(samples, MAX_POINTS))
+    now = time.time()
+    markers, predicted = window_markers(rt.history, now - window_s, now)
+    fig = memory_figure(downsample(samples, MAX_POINTS), markers=markers, predicted_total_bytes=predicted)
     with st.container(key="monitor-chart"):
         st.plotly_chart(fig, key="monitor-plot", config={"displaylogo": False})
     if sampler is not None:

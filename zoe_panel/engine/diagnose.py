@@ -1,0 +1,165 @@
+"""Why did the engine fail, and what exactly should the operator change?
+
+Inputs are what the panel already has: the failed status (exit code), the load events parsed from
+the log, and the memory estimate for the same spec, which turns "out of memory" into numbers
+("KV needs 2.1 GiB, 1.4 GiB available: lower ctx to 8192 or use q8_0").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from zoe_panel.engine.base import EngineSpec, EngineStatus
+from zoe_panel.engine.loadlog import MIB, LoadEvent
+from zoe_panel.models.fit import Estimate
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    kind: str
+    title: str
+    detail: str = ""
+    fixes: tuple[str, ...] = field(default_factory=tuple)
+
+    def text(self) -> str:
+        lines = [self.title]
+        if self.detail:
+            lines.append(self.detail)
+        lines += [f"- {f}" for f in self.fixes]
+        return "\n".join(lines)
+
+
+def _gib(n: int | float) -> str:
+    return f"{n / 1024**3:.2f} GiB" if abs(n) >= 1024**3 else f"{n / MIB:.0f} MiB"
+
+
+MaxCtx = Callable[[str], int]
+
+
+def memory_fixes(spec: EngineSpec, est: Estimate | None, max_ctx: MaxCtx | None) -> list[str]:
+    """Concrete changes that make the estimate fit, largest effect first."""
+    fixes: list[str] = []
+    if est is not None:
+        short = -est.headroom_bytes
+        if short > 0:
+            fixes.append(f"free {_gib(short)} (close other programs) or pick a smaller model or quantization")
+    if max_ctx is not None:
+        cur = spec.cache_type_k
+        best_here = max_ctx(cur)
+        if 0 < best_here < spec.ctx:
+            fixes.append(f"lower the context to {best_here} tokens ({cur} KV cache)")
+        for ct in ("q8_0", "q4_0"):
+            if ct != cur:
+                n = max_ctx(ct)
+                if n >= max(spec.ctx, 256):
+                    fixes.append(f"use a {ct} KV cache: context {spec.ctx} then fits (up to {n})")
+                    break
+    if spec.n_gpu_layers > 0 and est is not None and est.budget.kind == "discrete":
+        fixes.append("offload fewer layers to the GPU (GPU layers), keeping the rest in host RAM")
+    if spec.parallel > 1 and not spec.kv_unified:
+        fixes.append(f"use a unified KV cache (-kvu): {spec.parallel} split slots each need their own share")
+    if not fixes:
+        fixes.append("lower the context size or use a q8_0 KV cache")
+    return fixes
+
+
+def diagnose(
+    status: EngineStatus,
+    events: Sequence[LoadEvent],
+    *,
+    estimate: Estimate | None = None,
+    max_ctx: MaxCtx | None = None,
+    engine_version: str = "",
+) -> Diagnosis | None:
+    spec = status.spec
+    fails = [e for e in events if e.is_failure]
+    kinds = [e.detail.get("kind") for e in fails]
+    offload = [e for e in events if e.phase == "offload"]
+    no_gpu = any(e.phase == "warning" and e.detail.get("kind") == "no_gpu" for e in events)
+    if spec is None:
+        return None
+
+    def first(kind: str) -> LoadEvent:
+        return fails[kinds.index(kind)]
+
+    if "cuda_driver" in kinds:
+        return Diagnosis(
+            "cuda_driver",
+            "The engine's CUDA runtime does not match this machine's driver.",
+            first("cuda_driver").text,
+            (
+                "pick an engine image built for this L4T / driver (python -m zoe_panel jetson-check lists the match)",
+                "or build llama-server on the board itself: make llama-server",
+            ),
+        )
+    if "vmm" in kinds:
+        return Diagnosis(
+            "vmm",
+            "CUDA virtual memory (VMM) reservation failed.",
+            first("vmm").text,
+            ("rebuild llama-server with -DGGML_CUDA_NO_VMM=ON (make llama-server on a Jetson does this)",),
+        )
+    if "unknown_arch" in kinds:
+        arch = first("unknown_arch").detail.get("architecture", "?")
+        ver = f" (build {engine_version})" if engine_version else ""
+        return Diagnosis(
+            "unknown_arch",
+            f"This engine{ver} cannot load the '{arch}' architecture: it is older than the model.",
+            "",
+            ("use a newer llama.cpp: a newer image tag, or the native llama-server this panel builds",),
+        )
+    if "oom" in kinds or "nvmap" in kinds or status.exit_code == 137:
+        ev = first("oom") if "oom" in kinds else (first("nvmap") if "nvmap" in kinds else None)
+        where = _oom_phase(events)
+        size = f" while allocating {_gib(ev.bytes)}" if ev is not None and ev.bytes else ""
+        title = f"Out of memory{where}{size}."
+        if ev is None:
+            title = "The engine was killed (SIGKILL), most likely by the kernel's OOM killer."
+        detail = ""
+        if estimate is not None:
+            detail = (
+                f"Predicted need {_gib(estimate.need_bytes)} (weights {_gib(estimate.weights_bytes)}, "
+                f"KV {_gib(estimate.kv_bytes)}, compute {_gib(estimate.compute_bytes)}); "
+                f"available {_gib(estimate.available_bytes)}."
+            )
+        return Diagnosis("oom", title, detail, tuple(memory_fixes(spec, estimate, max_ctx)))
+    if (no_gpu or (offload and offload[-1].detail.get("offloaded") == 0)) and spec.n_gpu_layers > 0 and fails:
+        return Diagnosis(
+            "no_gpu",
+            "GPU layers were asked for but the engine loaded none on a GPU.",
+            "",
+            ("this llama-server was built without CUDA: rebuild on a machine with nvcc (make llama-server)",),
+        )
+    if "bind" in kinds:
+        return Diagnosis(
+            "bind", f"Port {spec.port} is taken.", first("bind").text, ("choose another port (Engine page → Advanced)",)
+        )
+    if "load" in kinds:
+        return Diagnosis(
+            "load",
+            "The model failed to load.",
+            fails[0].text,
+            (
+                "verify the file on the Models page (a truncated download loads like this)",
+                "check the engine version supports this model",
+            ),
+        )
+    if status.exit_code not in (None, 0):
+        return Diagnosis("exit", f"The engine exited ({status.reason}).", "", ("read the last log lines below",))
+    return None
+
+
+def _oom_phase(events: Sequence[LoadEvent]) -> str:
+    """Which allocation failed: the last phase reached before the failure."""
+    seen = [e.phase for e in events if not e.is_failure]
+    text = " ".join(e.text for e in events if e.is_failure).lower()
+    if "kv cache" in text or "kv_cache" in text:
+        return " allocating the KV cache"
+    if "compute" in text:
+        return " allocating the compute buffers"
+    if "kv_cache" in seen:
+        return " after the KV cache (compute buffers)"
+    if "model_buffer" in seen:
+        return " allocating the KV cache"
+    return " loading the weights"

@@ -1,0 +1,245 @@
+"""History: a real SQLite file under the state folder. Runs, load events, samples, chat stats.
+
+One connection per process, serialised by a lock (Streamlit sessions are threads); WAL mode so
+the panel and the CLI can write at the same time. Writes are small and idempotent: a run row is
+keyed by the engine's run id, and updates only fill what is still missing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from zoe_panel.engine.loadlog import LoadEvent
+from zoe_panel.telemetry.base import Sample
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    started_at REAL, ready_at REAL, ended_at REAL,
+    outcome TEXT,                -- running | ready | failed | stopped
+    model TEXT, model_path TEXT, model_size_bytes INTEGER,
+    backend TEXT, flavor TEXT, engine_version TEXT,
+    spec_json TEXT, estimate_json TEXT,
+    reason TEXT, diagnosis TEXT, exit_code INTEGER, restarts INTEGER DEFAULT 0,
+    baseline_ram_used_bytes INTEGER, baseline_gpu_bytes INTEGER,
+    peak_ram_used_bytes INTEGER, peak_engine_rss_bytes INTEGER, peak_gpu_bytes INTEGER,
+    time_to_ready_s REAL
+);
+CREATE INDEX IF NOT EXISTS runs_model ON runs(model);
+CREATE TABLE IF NOT EXISTS events (
+    run_id TEXT, t REAL, phase TEXT, bytes INTEGER, device TEXT, text TEXT, detail_json TEXT
+);
+CREATE INDEX IF NOT EXISTS events_run ON events(run_id, t);
+CREATE TABLE IF NOT EXISTS samples (t REAL, run_id TEXT, json TEXT);
+CREATE INDEX IF NOT EXISTS samples_t ON samples(t);
+CREATE TABLE IF NOT EXISTS chat_stats (
+    run_id TEXT, t REAL, ttft_ms REAL, prompt_tokens INTEGER, prompt_tokens_per_s REAL,
+    completion_tokens INTEGER, gen_tokens_per_s REAL, source TEXT, suite TEXT, prompt TEXT,
+    passed INTEGER, peak_ram_used_bytes INTEGER
+);
+CREATE INDEX IF NOT EXISTS chat_run ON chat_stats(run_id);
+CREATE TABLE IF NOT EXISTS audit (
+    t REAL, client TEXT, action TEXT, target TEXT, outcome TEXT, detail TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_t ON audit(t);
+"""
+
+RUN_FIELDS = (
+    "run_id",
+    "started_at",
+    "ready_at",
+    "ended_at",
+    "outcome",
+    "model",
+    "model_path",
+    "model_size_bytes",
+    "backend",
+    "flavor",
+    "engine_version",
+    "spec_json",
+    "estimate_json",
+    "reason",
+    "diagnosis",
+    "exit_code",
+    "restarts",
+    "baseline_ram_used_bytes",
+    "baseline_gpu_bytes",
+    "peak_ram_used_bytes",
+    "peak_engine_rss_bytes",
+    "peak_gpu_bytes",
+    "time_to_ready_s",
+)
+
+
+class History:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=10.0, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _exec(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._db.execute(sql, tuple(args))
+
+    def _many(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(sql, [tuple(r) for r in rows])
+                self._db.execute("COMMIT")
+            except Exception:
+                self._db.execute("ROLLBACK")
+                raise
+
+    # -- runs -----------------------------------------------------------------------------
+    def upsert_run(self, run_id: str, **fields: Any) -> None:
+        """Insert the run, or fill in fields; ``outcome``/``reason`` etc. overwrite, peaks take the max."""
+        bad = set(fields) - set(RUN_FIELDS)
+        if bad:
+            raise ValueError(f"unknown run fields {bad}")
+        self._exec("INSERT OR IGNORE INTO runs(run_id, outcome) VALUES (?, 'running')", (run_id,))
+        if not fields:
+            return
+        sets = []
+        args: list[Any] = []
+        for k, v in fields.items():
+            if k.startswith("peak_"):
+                sets.append(f"{k} = MAX(COALESCE({k}, 0), ?)")
+            elif k in ("ready_at", "time_to_ready_s", "baseline_ram_used_bytes", "baseline_gpu_bytes", "started_at"):
+                sets.append(f"{k} = COALESCE({k}, ?)")  # first value wins
+            else:
+                sets.append(f"{k} = ?")
+            args.append(v)
+        self._exec(f"UPDATE runs SET {', '.join(sets)} WHERE run_id = ?", [*args, run_id])
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        row = self._exec("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return _run_dict(row) if row else None
+
+    def runs(self, *, model: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        if model:
+            rows = self._exec("SELECT * FROM runs WHERE model = ? ORDER BY started_at DESC LIMIT ?", (model, limit))
+        else:
+            rows = self._exec("SELECT * FROM runs ORDER BY started_at DESC LIMIT ?", (limit,))
+        return [_run_dict(r) for r in rows.fetchall()]
+
+    # -- events and samples -------------------------------------------------------------------
+    def add_events(self, run_id: str, events: Iterable[LoadEvent]) -> None:
+        self._many(
+            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
+            ((run_id, e.t, e.phase, e.bytes, e.device, e.text[:500], json.dumps(e.detail)) for e in events),
+        )
+
+    def events(self, run_id: str) -> list[LoadEvent]:
+        rows = self._exec("SELECT * FROM events WHERE run_id = ? ORDER BY t", (run_id,)).fetchall()
+        return [
+            LoadEvent(r["t"], r["phase"], r["text"], r["bytes"], r["device"] or "", json.loads(r["detail_json"]))
+            for r in rows
+        ]
+
+    def last_event_t(self, run_id: str) -> float:
+        row = self._exec("SELECT MAX(t) AS t FROM events WHERE run_id = ?", (run_id,)).fetchone()
+        return float(row["t"]) if row and row["t"] is not None else 0.0
+
+    def events_between(self, start: float, end: float) -> list[tuple[str, LoadEvent]]:
+        rows = self._exec("SELECT * FROM events WHERE t BETWEEN ? AND ? ORDER BY t", (start, end)).fetchall()
+        return [
+            (
+                r["run_id"],
+                LoadEvent(r["t"], r["phase"], r["text"], r["bytes"], r["device"] or "", json.loads(r["detail_json"])),
+            )
+            for r in rows
+        ]
+
+    def runs_between(self, start: float, end: float) -> list[dict[str, Any]]:
+        rows = self._exec(
+            "SELECT * FROM runs WHERE started_at <= ? AND COALESCE(ended_at, ?) >= ? ORDER BY started_at",
+            (end, end, start),
+        ).fetchall()
+        return [_run_dict(r) for r in rows]
+
+    def add_samples(self, samples: Iterable[Sample], run_id: str | None = None) -> None:
+        self._many(
+            "INSERT INTO samples VALUES (?, ?, ?)",
+            ((s.t, run_id, json.dumps(s.to_json(), separators=(",", ":"))) for s in samples),
+        )
+
+    def samples(self, start: float, end: float) -> list[Sample]:
+        rows = self._exec("SELECT json FROM samples WHERE t BETWEEN ? AND ? ORDER BY t", (start, end)).fetchall()
+        return [Sample.from_json(json.loads(r["json"])) for r in rows]
+
+    def prune(self, keep_days: float) -> int:
+        cutoff = time.time() - keep_days * 86400
+        cur = self._exec("DELETE FROM samples WHERE t < ?", (cutoff,))
+        return cur.rowcount
+
+    # -- chat stats --------------------------------------------------------------------------
+    def add_chat_stats(
+        self,
+        run_id: str | None,
+        stats: dict[str, Any],
+        *,
+        suite: str = "",
+        prompt: str = "",
+        passed: bool | None = None,
+        peak_ram_used_bytes: int | None = None,
+    ) -> None:
+        self._exec(
+            "INSERT INTO chat_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run_id,
+                time.time(),
+                stats.get("ttft_ms"),
+                stats.get("prompt_tokens"),
+                stats.get("prompt_tokens_per_s"),
+                stats.get("completion_tokens"),
+                stats.get("gen_tokens_per_s"),
+                stats.get("source"),
+                suite,
+                prompt[:2000],
+                None if passed is None else int(passed),
+                peak_ram_used_bytes,
+            ),
+        )
+
+    def chat_stats(self, run_id: str | None = None, suite: str | None = None) -> list[dict[str, Any]]:
+        sql, args = "SELECT * FROM chat_stats WHERE 1=1", []
+        if run_id:
+            sql, args = sql + " AND run_id = ?", [*args, run_id]
+        if suite:
+            sql, args = sql + " AND suite = ?", [*args, suite]
+        return [dict(r) for r in self._exec(sql + " ORDER BY t", args).fetchall()]
+
+    # -- audit ---------------------------------------------------------------------------------
+    def audit(self, action: str, outcome: str, *, client: str = "", target: str = "", detail: str = "") -> None:
+        self._exec(
+            "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?)",
+            (time.time(), client[:100], action, target[:300], outcome, detail[:1000]),
+        )
+
+    def audit_log(self, limit: int = 1000) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._exec("SELECT * FROM audit ORDER BY t DESC LIMIT ?", (limit,)).fetchall()]
+
+
+def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
+    d = dict(row)
+    for key in ("spec_json", "estimate_json"):
+        raw = d.pop(key, None)
+        d[key.removesuffix("_json")] = json.loads(raw) if raw else None
+    return d

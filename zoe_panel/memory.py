@@ -1,0 +1,115 @@
+"""MemoryAdvisor: the machine's memory budget, estimates for a spec, calibration from past runs,
+and failure diagnosis. The glue between fit.py (pure), telemetry and History."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from zoe_panel.engine.base import EngineSpec, EngineStatus
+from zoe_panel.engine.diagnose import Diagnosis, diagnose
+from zoe_panel.engine.loadlog import LoadEvent
+from zoe_panel.history import History
+from zoe_panel.models.fit import Estimate, MemoryBudget, estimate, max_context
+from zoe_panel.models.store import ModelStore
+from zoe_panel.telemetry.base import Sample
+from zoe_panel.telemetry.host import HostSource
+
+CACHE_CHOICES = ("f16", "q8_0", "q4_0")
+
+
+def memory_kind(
+    source_name: str, meminfo_sample: Sample | None, tegra_release: Path = Path("/etc/nv_tegra_release")
+) -> str:
+    """unified (Jetson: CPU and GPU share RAM), discrete (NVML GPU) or cpu."""
+    if source_name == "jetson" or tegra_release.exists():
+        return "unified"
+    if meminfo_sample is not None and meminfo_sample.source == "host" and meminfo_sample.gpu_mem_used_bytes is not None:
+        return "unified"  # NvMapMemUsed in /proc/meminfo: a Jetson without the jtop service
+    if source_name == "nvml":
+        return "discrete"
+    return "cpu"
+
+
+def measured_bytes(run: dict[str, Any]) -> int | None:
+    """What a past run really took: the engine's RSS plus what it added on the GPU."""
+    rss = run.get("peak_engine_rss_bytes")
+    if not rss:
+        return None
+    return int(rss) + int(run.get("peak_gpu_bytes") or 0)
+
+
+class MemoryAdvisor:
+    def __init__(
+        self,
+        store: ModelStore,
+        history: History,
+        *,
+        latest_sample: Callable[[], Sample | None],
+        source_name: Callable[[], str],
+        gpu_free: Callable[[], tuple[int | None, int | None]] = lambda: (None, None),
+    ) -> None:
+        self.store = store
+        self.history = history
+        self.latest_sample = latest_sample
+        self.source_name = source_name
+        self.gpu_free = gpu_free
+
+    def budget(self) -> MemoryBudget:
+        sample = self.latest_sample() or HostSource().sample()
+        kind = memory_kind(self.source_name(), sample)
+        free, total = self.gpu_free() if kind == "discrete" else (None, None)
+        note = f"{kind}: MemAvailable from /proc/meminfo"
+        if kind == "unified":
+            note = "unified memory (Jetson): CPU and GPU share MemAvailable"
+        elif kind == "discrete":
+            note = "GPU memory free from NVML; host MemAvailable for the rest"
+        return MemoryBudget(kind, sample.ram_available_bytes, free, total, note)
+
+    def calibration(self, model_name: str) -> dict[str, Any]:
+        """How far reality was from the estimate for this model on this machine."""
+        ratios = []
+        for run in self.history.runs(model=model_name, limit=50):
+            measured = measured_bytes(run)
+            predicted = (run.get("estimate") or {}).get("total_bytes")
+            if measured and predicted and run.get("outcome") in ("ready", "stopped"):
+                ratios.append(measured / predicted)
+        if not ratios:
+            return {}
+        factor = min(3.0, max(0.5, statistics.median(ratios)))
+        return {
+            "factor": round(factor, 4),
+            "runs": len(ratios),
+            "note": f"scaled ×{factor:.2f} from {len(ratios)} measured run(s) of this model here",
+        }
+
+    def estimate(self, spec: EngineSpec, *, calibrated: bool = True, budget: MemoryBudget | None = None) -> Estimate:
+        info = self.store.info(Path(spec.model))
+        cal = self.calibration(spec.model_name) if calibrated else {}
+        return estimate(info, spec, budget or self.budget(), calibration=cal)
+
+    def max_contexts(self, spec: EngineSpec, budget: MemoryBudget | None = None) -> dict[str, int]:
+        info = self.store.info(Path(spec.model))
+        budget = budget or self.budget()
+        cal = self.calibration(spec.model_name)
+        return {ct: max_context(info, spec, budget, ct, calibration=cal) for ct in CACHE_CHOICES}
+
+    def diagnose(self, status: EngineStatus, events: list[LoadEvent], engine_version: str = "") -> Diagnosis | None:
+        spec = status.spec
+        est = None
+        max_fn = None
+        if spec is not None:
+            try:
+                budget = self.budget()
+                est = self.estimate(spec, budget=budget)
+                info = self.store.info(Path(spec.model))
+                cal = est.calibration
+
+                def max_fn(ct: str) -> int:
+                    return max_context(info, replace(spec), budget, ct, calibration=cal)
+            except Exception:  # noqa: BLE001 - a diagnosis without numbers is still a diagnosis
+                est = None
+        return diagnose(status, events, estimate=est, max_ctx=max_fn, engine_version=engine_version)

@@ -1,0 +1,90 @@
+"""History page pieces."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from zoe_panel.runs_report import run_row, runs_rows, to_csv
+from zoe_panel.runtime import Runtime
+from zoe_panel.ui.charts import memory_figure
+from zoe_panel.ui.timeline import event_markers, window_markers
+from zoe_panel.ui.widgets import fmt_bytes
+
+MIB = 1024 * 1024
+
+
+def _display(row: dict[str, Any]) -> dict[str, Any]:
+    import datetime as dt
+
+    def mib(v: Any) -> Any:
+        return round(v / MIB, 1) if v else None
+
+    return {
+        "run": row["run_id"],
+        "started": dt.datetime.fromtimestamp(row["started_at"]).strftime("%Y-%m-%d %H:%M:%S")
+        if row["started_at"]
+        else "",
+        "model": row["model"],
+        "outcome": row["outcome"],
+        "ctx": row["ctx"],
+        "cache": row["cache"],
+        "slots": row["parallel"],
+        "flavor": row["flavor"],
+        "ready (s)": round(row["time_to_ready_s"], 2) if row["time_to_ready_s"] else None,
+        "KV predicted (MiB)": mib(row["kv_predicted_bytes"]),
+        "KV llama.cpp (MiB)": mib(row["kv_reported_bytes"]),
+        "predicted (MiB)": mib(row["predicted_total_bytes"]),
+        "measured peak (MiB)": mib(row["measured_peak_bytes"]),
+        "error %": row["error_pct"],
+        "reason": row["reason"],
+    }
+
+
+def runs_table(rt: Runtime) -> list[dict[str, Any]]:
+    models = sorted({r["model"] for r in rt.history.runs() if r.get("model")})
+    model = st.selectbox("Model", ["(all)", *models], key="history-model")
+    rows = runs_rows(rt.history, model=None if model == "(all)" else model)
+    shown = [_display(r) for r in rows]
+    if shown:
+        st.dataframe(shown, hide_index=True, key="history-table")
+        st.download_button(
+            "Export CSV", to_csv(rows), file_name="zoe-panel-runs.csv", mime="text/csv", key="history-csv"
+        )
+    return shown
+
+
+def run_chart(rt: Runtime, run_id: str) -> None:
+    run = rt.history.run(run_id)
+    if run is None:
+        return
+    start = (run.get("started_at") or 0) - 5
+    end = run.get("ended_at") or ((run.get("ready_at") or start) + 60)
+    samples = rt.history.samples(start, end)
+    markers = event_markers(rt.history.events(run_id))
+    _, predicted = window_markers(rt.history, start, end)
+    fig = memory_figure(
+        samples,
+        markers=markers,
+        predicted_total_bytes=(run.get("estimate") or {}).get("total_bytes") or predicted,
+        height=360,
+    )
+    with st.container(key="history-chart"):
+        st.plotly_chart(fig, key="history-plot")
+    if run.get("diagnosis"):
+        st.error(run["diagnosis"])
+
+
+def compare_runs(rt: Runtime, a: str, b: str) -> None:
+    ra, rb = rt.history.run(a), rt.history.run(b)
+    if ra is None or rb is None:
+        return
+    left, right = run_row(rt.history, ra), run_row(rt.history, rb)
+    rows = []
+    for key in left:
+        va, vb = left[key], right[key]
+        if key.endswith("_bytes"):
+            va, vb = fmt_bytes(va), fmt_bytes(vb)
+        rows.append({"field": key, "A": str(va), "B": str(vb)})
+    st.dataframe(rows, hide_index=True, key="history-compare")

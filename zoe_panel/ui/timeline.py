@@ -1,0 +1,33 @@
+"""Markers and the predicted level for a time window, from History (so a panel restart keeps them)."""
+
+from __future__ import annotations
+
+from zoe_panel.engine.loadlog import LoadEvent
+from zoe_panel.history import History
+from zoe_panel.ui.charts import Marker
+
+MARKED_PHASES = ("model_buffer", "kv_cache", "recurrent", "compute_buffer", "listening", "failure")
+
+
+def event_markers(events: list[LoadEvent]) -> list[Marker]:
+    out = []
+    for e in events:
+        if e.phase not in MARKED_PHASES:
+            continue
+        out.append(Marker(e.t, e.label(), "failure" if e.is_failure else "phase"))
+    return out
+
+
+def window_markers(history: History, start: float, end: float) -> tuple[list[Marker], int | None]:
+    """(markers, predicted total of the newest run in the window)."""
+    markers = event_markers([e for _, e in history.events_between(start, end)])
+    predicted = None
+    for run in history.runs_between(start, end):
+        if run.get("ready_at") and start <= run["ready_at"] <= end:
+            markers.append(Marker(run["ready_at"], f"READY in {run.get('time_to_ready_s') or 0:.1f} s", "ready"))
+        if run.get("outcome") == "failed" and run.get("ended_at") and start <= run["ended_at"] <= end:
+            reason = (run.get("reason") or "failed")[:60]
+            markers.append(Marker(run["ended_at"], f"FAILED: {reason}", "failure"))
+        est = run.get("estimate") or {}
+        predicted = est.get("total_bytes", predicted)
+    return sorted(markers, key=lambda m: m.t), predicted
