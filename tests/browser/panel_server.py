@@ -64,3 +64,18 @@ def _wait_up(proc: subprocess.Popen[bytes], port: int, log_path: Path) -> str:
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError("streamlit did not come up: " + log_path.read_text()[-2000:])
         time.sleep(0.2)
+
+
+def pick_option(page, key: str, name: str, *, attempts: int = 10) -> None:  # type: ignore[no-untyped-def]
+    """Open a selectbox and choose an option. A rerun of the page can close the list between the
+    click and the choice, so open it again until the option can be clicked."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(attempts):
+        page.locator(f".st-key-{key}").click()
+        try:
+            page.get_by_role("option", name=name).click(timeout=3000)
+            return
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+    raise AssertionError(f"could not pick {name!r} in {key}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port, require
-from panel_server import CHROMIUM, CHROMIUM_ARGS, panel
+from panel_server import CHROMIUM, CHROMIUM_ARGS, panel, pick_option
 
 from zoe_panel.engine.binary import find_llama_server
 from zoe_panel.errors import BinaryNotFound
@@ -42,9 +42,7 @@ def test_start_chat_watch_stop(browser, settings_with_model, zoe_home: Path) -> 
             page.goto(url)
             page.get_by_role("heading", name="Engine").wait_for()
 
-            model = page.locator(".st-key-engine-model")
-            model.click()
-            page.get_by_role("option", name="SmolLM2-135M-Instruct.Q4_1.gguf").click()
+            pick_option(page, "engine-model", "SmolLM2-135M-Instruct.Q4_1.gguf")
             ctx = page.locator(".st-key-engine-ctx input")
             ctx.fill("2048")
             ctx.press("Enter")

@@ -31,12 +31,15 @@ SYNTH = {
     "synth-llama-gqa4.gguf": SynthShape(n_layer=6, n_embd=256, n_head=8, n_head_kv=2),
     "synth-llama-mha.gguf": SynthShape(n_layer=3, n_embd=128, n_head=4, n_head_kv=4),
     "synth-llama-mqa-h128.gguf": SynthShape(n_layer=5, n_embd=256, n_head=4, n_head_kv=1, head_dim=128),
-    "synth-deci-perlayer.gguf": SynthShape(arch="deci", n_layer=4, n_embd=128, n_head=4, n_head_kv=(4, 2, 1, 2),
-                                           head_dim=64),
-    "synth-gemma3-swa6.gguf": SynthShape(arch="gemma3", n_layer=7, n_embd=128, n_head=4, n_head_kv=2, head_dim=64,
-                                         sliding_window=256),
-    "synth-gemma3-swa3.gguf": SynthShape(arch="gemma3", n_layer=9, n_embd=128, n_head=2, n_head_kv=1, head_dim=128,
-                                         sliding_window=384, swa_pattern=3),
+    "synth-deci-perlayer.gguf": SynthShape(
+        arch="deci", n_layer=4, n_embd=128, n_head=4, n_head_kv=(4, 2, 1, 2), head_dim=64
+    ),
+    "synth-gemma3-swa6.gguf": SynthShape(
+        arch="gemma3", n_layer=7, n_embd=128, n_head=4, n_head_kv=2, head_dim=64, sliding_window=256
+    ),
+    "synth-gemma3-swa3.gguf": SynthShape(
+        arch="gemma3", n_layer=9, n_embd=128, n_head=2, n_head_kv=1, head_dim=128, sliding_window=384, swa_pattern=3
+    ),
 }
 
 
@@ -52,21 +55,39 @@ class Case:
     swa_full: bool = False
 
     def __str__(self) -> str:
-        return (f"{self.model.split('.')[0]}-c{self.ctx}-np{self.parallel}{'u' if self.unified else 's'}-"
-                f"{self.cache}-fa{self.flash_attn}-ub{self.ubatch}{'-swafull' if self.swa_full else ''}")
+        return (
+            f"{self.model.split('.')[0]}-c{self.ctx}-np{self.parallel}{'u' if self.unified else 's'}-"
+            f"{self.cache}-fa{self.flash_attn}-ub{self.ubatch}{'-swafull' if self.swa_full else ''}"
+        )
 
 
 S, G = SMOLLM2.filename, GEMMA3_270M.filename
 CASES = [
-    Case(S, 512), Case(S, 1000), Case(S, 4096), Case(S, 8192, cache="q8_0"), Case(S, 4096, cache="q4_0"),
-    Case(S, 2048, parallel=4), Case(S, 4096, parallel=3, unified=False), Case(S, 2048, flash_attn="off"),
-    Case(S, 2048, cache="q5_1"), Case(S, 2048, cache="iq4_nl"), Case(S, 2048, cache="bf16"),
-    Case(G, 2048), Case(G, 8192), Case(G, 4096, parallel=4), Case(G, 4096, parallel=2, unified=False),
-    Case(G, 4096, ubatch=128), Case(G, 4096, swa_full=True), Case(G, 4096, cache="q8_0"),
-    Case("synth-llama-gqa4.gguf", 3000), Case("synth-llama-mha.gguf", 1024, cache="q4_0"),
+    Case(S, 512),
+    Case(S, 1000),
+    Case(S, 4096),
+    Case(S, 8192, cache="q8_0"),
+    Case(S, 4096, cache="q4_0"),
+    Case(S, 2048, parallel=4),
+    Case(S, 4096, parallel=3, unified=False),
+    Case(S, 2048, flash_attn="off"),
+    Case(S, 2048, cache="q5_1"),
+    Case(S, 2048, cache="iq4_nl"),
+    Case(S, 2048, cache="bf16"),
+    Case(G, 2048),
+    Case(G, 8192),
+    Case(G, 4096, parallel=4),
+    Case(G, 4096, parallel=2, unified=False),
+    Case(G, 4096, ubatch=128),
+    Case(G, 4096, swa_full=True),
+    Case(G, 4096, cache="q8_0"),
+    Case("synth-llama-gqa4.gguf", 3000),
+    Case("synth-llama-mha.gguf", 1024, cache="q4_0"),
     Case("synth-llama-mqa-h128.gguf", 2048, parallel=2, unified=False),
-    Case("synth-deci-perlayer.gguf", 1024), Case("synth-deci-perlayer.gguf", 1024, flash_attn="off"),
-    Case("synth-gemma3-swa6.gguf", 2048), Case("synth-gemma3-swa6.gguf", 2048, parallel=3),
+    Case("synth-deci-perlayer.gguf", 1024),
+    Case("synth-deci-perlayer.gguf", 1024, flash_attn="off"),
+    Case("synth-gemma3-swa6.gguf", 2048),
+    Case("synth-gemma3-swa6.gguf", 2048, parallel=3),
     Case("synth-gemma3-swa3.gguf", 4096, cache="q8_0"),
 ]
 
@@ -82,8 +103,14 @@ def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     tok = read_tokenizer(CACHE / "models" / SMOLLM2.filename)
     for name, shape in SYNTH.items():
         write_synthetic(models / name, shape, tok, seed=len(name))
-    settings = load_settings({"ZOE_HOME": str(home), "ZOE_ENGINE_PORT": str(free_port()), "ZOE_CACHE": str(CACHE),
-                              **({"PATH": os.environ["PATH"]})})
+    settings = load_settings(
+        {
+            "ZOE_HOME": str(home),
+            "ZOE_ENGINE_PORT": str(free_port()),
+            "ZOE_CACHE": str(CACHE),
+            **({"PATH": os.environ["PATH"]}),
+        }
+    )
     try:
         find_llama_server(settings)
     except BinaryNotFound as e:
@@ -99,9 +126,17 @@ def mib2(n: int) -> float:
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_kv_bytes_equal_llama_cpp(rt: Runtime, case: Case) -> None:
-    spec = rt.default_spec(case.model, ctx=case.ctx, parallel=case.parallel, kv_unified=case.unified,
-                           cache_type_k=case.cache, cache_type_v=case.cache, flash_attn=case.flash_attn,
-                           ubatch=case.ubatch, swa_full=case.swa_full)
+    spec = rt.default_spec(
+        case.model,
+        ctx=case.ctx,
+        parallel=case.parallel,
+        kv_unified=case.unified,
+        cache_type_k=case.cache,
+        cache_type_v=case.cache,
+        flash_attn=case.flash_attn,
+        ubatch=case.ubatch,
+        swa_full=case.swa_full,
+    )
     result = trial_run(rt, spec, timeout_s=90)
     assert result.ready, f"engine did not load {case}: {result.error}"
     reported = result.kv_events()

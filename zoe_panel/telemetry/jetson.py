@@ -29,24 +29,32 @@ class JetsonSource:
         self._jtop: Any = None
         self._lock = threading.Lock()
 
-    def _ensure(self) -> Any:
+    def _ensure(self, attempts: int = 1) -> Any:
         with self._lock:
             if self._jtop is None:
                 try:
-                    from jtop import JtopException, jtop
+                    from jtop import jtop
                 except ImportError:
                     raise TelemetryUnavailable("jetson-stats is not installed") from None
-                client = jtop(interval=self.interval_s)
-                try:
-                    client.start()
-                except JtopException as e:
-                    raise TelemetryUnavailable(f"jtop: {str(e).splitlines()[0]}") from None
-                self._jtop = client
+                for attempt in range(attempts):
+                    client = jtop(interval=self.interval_s)
+                    try:
+                        client.start()
+                        self._jtop = client
+                        break
+                    except Exception as e:  # noqa: BLE001 - JtopException, or a pipe error while it restarts
+                        _forget_service_connection()
+                        last = f"jtop: {(str(e).splitlines() or [type(e).__name__])[0]}"
+                        if "not active" in last or attempt == attempts - 1:
+                            raise TelemetryUnavailable(last) from None
+                        import time
+
+                        time.sleep(0.5)
             return self._jtop
 
     def is_available(self) -> tuple[bool, str]:
         try:
-            self._ensure()
+            self._ensure(attempts=4)  # the service may be (re)starting: give it two seconds
         except TelemetryUnavailable as e:
             return False, str(e)
         return True, "jetson-stats (jtop service)"
@@ -55,6 +63,7 @@ class JetsonSource:
         j = self._ensure()
         base = self.host.sample()
         if not j.is_alive():
+            self.close()  # reconnect on the next sample, once the service is back
             raise TelemetryUnavailable("the jtop service connection closed")
         return sample_from_jtop(base, j.memory, j.gpu, j.power, j.temperature)
 
@@ -80,6 +89,21 @@ class JetsonSource:
                 except Exception:  # noqa: BLE001
                     pass
                 self._jtop = None
+            _forget_service_connection()
+
+
+def _forget_service_connection() -> None:
+    """jtop talks through multiprocessing proxies, which cache one connection per address for the
+    life of the process. After the service restarts that cached socket is dead and every new
+    client fails with BrokenPipe; dropping the cache lets the panel reconnect without a restart."""
+    try:
+        from multiprocessing.managers import BaseProxy
+
+        from jtop.service import JTOP_PIPE
+
+        BaseProxy._address_to_local.pop(JTOP_PIPE, None)  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - best effort; worst case is the old behaviour
+        pass
 
 
 def sample_from_jtop(
