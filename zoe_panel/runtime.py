@@ -17,6 +17,7 @@ from zoe_panel.chat import ChatClient
 from zoe_panel.engine.base import Engine, EngineSpec, EngineState, EngineStatus
 from zoe_panel.engine.controller import EngineController
 from zoe_panel.engine.diagnose import Diagnosis
+from zoe_panel.engine.docker import DockerEngine
 from zoe_panel.engine.loadlog import parse_lines
 from zoe_panel.engine.logfile import parse_stamped
 from zoe_panel.engine.process import ProcessEngine
@@ -40,7 +41,8 @@ class Runtime:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = ModelStore(settings.models_path, settings.state_dir / "gguf-cache.json")
         self.process_engine = ProcessEngine(settings)
-        backends: dict[str, Engine] = {"process": self.process_engine}
+        self.docker_engine = DockerEngine(settings)
+        backends: dict[str, Engine] = {"process": self.process_engine, "docker": self.docker_engine}
         self.controller = EngineController(settings, backends)
         self.history = History(settings.history_db)
         self.ring = RingBuffer(settings.ring_seconds)
@@ -98,7 +100,9 @@ class Runtime:
         self.recorder.observe(status, self.ring.latest())
 
     def engine_pid(self) -> int | None:
-        return self.process_engine.engine_pid()
+        """The engine's host pid (a container's processes are host processes too)."""
+        st = self.controller.status(max_age_s=1.0)
+        return st.pid if st.state.is_running else None
 
     # -- memory ---------------------------------------------------------------------------
     def _describe_run(self, spec: EngineSpec) -> dict[str, Any]:
@@ -139,8 +143,22 @@ class Runtime:
         )
         return replace(spec, **overrides) if overrides else spec
 
-    def start_engine(self, spec: EngineSpec) -> EngineStatus:
-        return self.controller.start(spec)
+    def choose_backend(self, requested: str | None = None) -> str:
+        """auto = Docker on a Jetson whose daemon answers and whose engine image is here; else the
+        native process."""
+        choice = requested or self.settings.backend
+        if choice != "auto":
+            return choice
+        if not self.settings.tegra_release.exists():
+            return "process"
+        try:
+            self.docker_engine.images.inspect(self.docker_engine.image_ref())
+        except EngineError:
+            return "process"
+        return "docker"
+
+    def start_engine(self, spec: EngineSpec, *, backend: str | None = None) -> EngineStatus:
+        return self.controller.start(spec, backend=self.choose_backend(backend))
 
     def wait_ready(self, timeout_s: float) -> EngineStatus:
         """Poll at the loading rate until READY, recording the run as the panel would (the CLI has

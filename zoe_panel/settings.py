@@ -25,6 +25,7 @@ FLAVORS = ("llama-server", "llama-cpp-python")
 BACKENDS = ("auto", "process", "docker")
 TELEMETRY = ("auto", "jetson", "nvml", "host")
 RESTART_POLICIES = ("no", "on-failure")
+DOCKER_GPU = ("auto", "runtime", "device-requests", "none")
 
 
 def _default_home() -> Path:
@@ -55,9 +56,15 @@ class Settings:
     restart_policy: str = "no"
     restart_max: int = 3
     restore_on_boot: bool = True
-    docker_image: str = ""
-    docker_llama_server: str = "llama-server"
+    docker_image: str = ""  # "" = the table's proposal for this L4T, or the locally built image
+    docker_llama_server: str = "llama-server"  # on the image's PATH in jetson-containers images
     docker_shm_size: str = "8g"
+    docker_gpu: str = "auto"  # auto | runtime (--runtime nvidia) | device-requests (--gpus all) | none
+    docker_runtime: str = "nvidia"
+    tegra_release: Path = Path("/etc/nv_tegra_release")
+    jtop_socket: Path = Path("/run/jtop.sock")
+    nvpmodel_conf: Path = Path("/etc/nvpmodel.conf")
+    nvpmodel_status: Path = Path("/var/lib/nvpmodel/status")
     telemetry: str = "auto"
     sample_hz: float = 1.0
     sample_hz_loading: float = 10.0
@@ -130,6 +137,8 @@ def validate(s: Settings) -> Settings:
         (s.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}"),
         (s.telemetry in TELEMETRY, f"telemetry must be one of {', '.join(TELEMETRY)}"),
         (s.restart_policy in RESTART_POLICIES, "restart_policy must be 'no' or 'on-failure'"),
+        (s.docker_gpu in DOCKER_GPU, f"docker_gpu must be one of {', '.join(DOCKER_GPU)}"),
+        (_valid_image(s.docker_image), f"docker_image {s.docker_image!r} is not a valid image reference"),
         (1 <= s.engine_port <= 65535, "engine_port must be 1..65535"),
         (0.1 <= s.sample_hz <= 50, "sample_hz must be 0.1..50"),
         (1 <= s.sample_hz_loading <= 50, "sample_hz_loading must be 1..50"),
@@ -146,6 +155,24 @@ def validate(s: Settings) -> Settings:
         if not ok:
             raise ConfigError(f"invalid setting: {message}")
     return s
+
+
+_IMAGE_RE = None
+
+
+def _valid_image(ref: str) -> bool:
+    """Docker image references: [registry[:port]/]name[:tag][@digest], lowercase path components."""
+    global _IMAGE_RE
+    if not ref:
+        return True
+    if _IMAGE_RE is None:
+        import re
+
+        _IMAGE_RE = re.compile(
+            r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+            r"(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+        )
+    return bool(_IMAGE_RE.match(ref)) and len(ref) <= 255
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:

@@ -1,0 +1,278 @@
+"""The Docker backend against a real (private) dockerd and a locally built engine image.
+
+scripts/test_env.sh starts the daemon (with "nvidia" registered as an alias of runc, so the
+Jetson wiring runs for real here) and a local registry, and builds zoe-panel/llama-server:local.
+Jetson paths run over a simulated /etc/nv_tegra_release and a real unix socket as /run/jtop.sock.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import free_port, link_model, require, wait_for
+from sim_jetson import build_board_files
+
+from zoe_panel.chat import ChatParams
+from zoe_panel.engine.base import EngineState
+from zoe_panel.engine.images import ImageMissing
+from zoe_panel.errors import DockerUnavailable, DownloadError, EngineBusyError
+from zoe_panel.jetson_check import jetson_check
+from zoe_panel.runtime import Runtime
+from zoe_panel.settings import load_settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker]
+IMAGE = "zoe-panel/llama-server:local"
+MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def docker_host() -> str:
+    host = os.environ.get("ZOE_TEST_DOCKER_HOST", "")
+    require(bool(host), "ZOE_TEST_DOCKER_HOST is not set: scripts/test_env.sh starts a private dockerd")
+    import docker
+
+    try:
+        docker.DockerClient(base_url=host, timeout=5).images.get(IMAGE)
+    except Exception as e:
+        require(False, f"no engine image {IMAGE} on {host}: {e}")
+    return host
+
+
+@pytest.fixture
+def client(docker_host: str, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    import docker
+
+    monkeypatch.setenv("DOCKER_HOST", docker_host)
+    c = docker.DockerClient(base_url=docker_host, timeout=30)
+    yield c
+    for cont in c.containers.list(all=True, filters={"label": "zoe-panel.engine=1"}):
+        cont.remove(force=True)
+
+
+def make_rt(home: Path, smollm2: Path, **env: str) -> Runtime:
+    link_model(smollm2, home / "models") if not (home / "models" / smollm2.name).exists() else None
+    base = {
+        "ZOE_HOME": str(home),
+        "ZOE_ENGINE_PORT": str(free_port()),
+        "ZOE_DOCKER_IMAGE": IMAGE,
+        "ZOE_DOCKER_GPU": "none",
+        "ZOE_TEGRA_RELEASE": str(home / "etc/nv_tegra_release"),
+        "ZOE_JTOP_SOCKET": str(home / "run/jtop.sock"),
+        "ZOE_CACHE": os.environ.get("ZOE_CACHE", ""),
+    }
+    base.update(env)
+    return Runtime(load_settings({k: v for k, v in base.items() if v}), sampler=False)
+
+
+@pytest.fixture
+def rt(client, tmp_path: Path, smollm2: Path) -> Iterator[Runtime]:  # type: ignore[no-untyped-def]
+    runtime = make_rt(tmp_path / "zoe", smollm2)
+    yield runtime
+    runtime.close()
+
+
+def labelled(client) -> list:  # type: ignore[no-untyped-def]
+    return client.containers.list(all=True, filters={"label": "zoe-panel.engine=1"})
+
+
+def test_container_start_chat_stop(rt: Runtime, client) -> None:  # type: ignore[no-untyped-def]
+    rt.start_engine(rt.default_spec(MODEL, ctx=2048), backend="docker")
+    st = rt.wait_ready(90)
+    assert st.state == EngineState.READY and st.backend == "docker" and st.container_id
+    c = client.containers.get(st.container_id)
+    hc = c.attrs["HostConfig"]
+    assert hc["NetworkMode"] == "host" and hc["ShmSize"] == 8 * 1024**3
+    assert f"{rt.store.root.resolve()}:/models:ro" in hc["Binds"]
+    assert c.labels["zoe-panel.model"] == MODEL and c.labels["zoe-panel.spec-hash"] == st.spec.spec_hash()
+    assert c.attrs["Config"]["Cmd"][:3] == ["llama-server", "-m", f"/models/{MODEL}"]
+    text, stats = rt.chat_client().complete([{"role": "user", "content": "Say hi."}], ChatParams(max_tokens=12))
+    assert text and stats.source == "engine"
+    assert any("KV buffer size" in line for line in rt.controller.logs(400))  # logs come from the container
+    assert rt.engine_pid() and rt.engine_pid() == c.attrs["State"]["Pid"]
+    rt.controller.stop()
+    assert labelled(client) == [] and rt.controller.status(max_age_s=0).state == EngineState.STOPPED
+
+
+def test_reattach_and_one_engine_across_backends(rt: Runtime, client, tmp_path: Path, smollm2: Path) -> None:  # type: ignore[no-untyped-def]
+    rt.start_engine(rt.default_spec(MODEL, ctx=1024), backend="docker")
+    first = rt.wait_ready(90)
+    again = make_rt(tmp_path / "zoe", smollm2)  # a restarted panel
+    st = again.controller.status(max_age_s=0)
+    assert st.state == EngineState.READY and st.container_id == first.container_id and st.run_id == first.run_id
+    with pytest.raises(EngineBusyError):
+        again.start_engine(again.default_spec(MODEL, ctx=1024), backend="process")
+    with pytest.raises(EngineBusyError):
+        again.start_engine(again.default_spec(MODEL, ctx=1024), backend="docker")
+    assert len(labelled(client)) == 1
+    data = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "zoe_panel", "status", "--json"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+            env={**os.environ, "ZOE_HOME": str(tmp_path / "zoe"), "ZOE_DOCKER_IMAGE": IMAGE},
+        ).stdout
+    )
+    assert data["state"] == "ready" and data["backend"] == "docker" and data["container_id"] == first.container_id
+
+
+def test_container_killed_behind_the_panels_back(rt: Runtime, client) -> None:  # type: ignore[no-untyped-def]
+    rt.start_engine(rt.default_spec(MODEL, ctx=1024), backend="docker")
+    st = rt.wait_ready(90)
+    client.containers.get(st.container_id).kill()
+    failed = wait_for(lambda: (s := rt.controller.status(max_age_s=0)).state == EngineState.FAILED and s, 20)
+    assert failed.exit_code == 137 and "SIGKILL" in failed.reason
+
+
+def test_daemon_unreachable_is_a_clear_error_and_the_panel_keeps_working(rt: Runtime, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    rt.docker_engine._client = None
+    with pytest.raises(DockerUnavailable, match="not reachable at unix:///nonexistent/docker.sock"):
+        rt.start_engine(rt.default_spec(MODEL), backend="docker")
+    assert rt.controller.status(max_age_s=0).state == EngineState.STOPPED
+    rt.start_engine(rt.default_spec(MODEL, ctx=1024), backend="process")  # the native engine still works
+    assert rt.wait_ready(60).backend == "process"
+    rt.controller.stop()
+
+
+def test_missing_image_offers_a_pull(client, tmp_path: Path, smollm2: Path) -> None:  # type: ignore[no-untyped-def]
+    rt = make_rt(tmp_path / "zoe", smollm2, ZOE_DOCKER_IMAGE="zoe-panel/llama-server:not-here")
+    with pytest.raises(ImageMissing, match="pull it first") as e:
+        rt.start_engine(rt.default_spec(MODEL), backend="docker")
+    assert e.value.image == "zoe-panel/llama-server:not-here" and labelled(client) == []
+
+
+def test_pull_with_progress_from_a_local_registry(client, rt: Runtime) -> None:  # type: ignore[no-untyped-def]
+    registry = os.environ.get("ZOE_TEST_REGISTRY", "")
+    require(bool(registry), "no local registry (ZOE_TEST_REGISTRY)")
+    ref = f"{registry}/zoe/llama-server:pulltest"
+    # an image with a layer this daemon does not have yet, so the pull really downloads
+    c = client.containers.create(IMAGE, command=["llama-server", "--version"])
+    data = os.urandom(4 * 1024 * 1024)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("blob.bin")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    c.put_archive("/tmp", buf.getvalue())
+    c.commit(f"{registry}/zoe/llama-server", "pulltest")
+    c.remove()
+    pushed_id = client.images.get(ref).id
+    for line in client.images.push(f"{registry}/zoe/llama-server", tag="pulltest", stream=True, decode=True):
+        assert "error" not in line, line
+    client.images.remove(ref)
+    seen: list[float] = []
+    got = rt.docker_engine.images.pull(ref, lambda p: seen.append(p.fraction))
+    assert got.id == pushed_id
+    assert seen[-1] == 1.0 and seen == sorted(seen) and any(0 < f < 1 for f in seen)
+    client.images.remove(ref)
+    with pytest.raises(DownloadError, match="not found|unknown|manifest"):
+        rt.docker_engine.images.pull(f"{registry}/zoe/llama-server:no-such-tag")
+
+
+def jetson_rt(home: Path, smollm2: Path, **env: str) -> Runtime:
+    build_board_files(home / "etc")
+    (home / "run").mkdir(parents=True, exist_ok=True)
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(home / "run/jtop.sock"))  # a real socket file, as the jtop service leaves it
+    return make_rt(home, smollm2, ZOE_DOCKER_GPU="auto", **env)
+
+
+def test_jetson_wiring_on_the_container_the_daemon_created(client, tmp_path: Path, smollm2: Path) -> None:  # type: ignore[no-untyped-def]
+    rt = jetson_rt(tmp_path / "zoe", smollm2)
+    assert rt.docker_engine.gpu_mode() == "runtime"
+    assert rt.choose_backend("auto") == "docker"
+    rt.start_engine(rt.default_spec(MODEL, ctx=1024))  # auto -> docker on a Jetson with the image here
+    st = rt.wait_ready(90)
+    c = client.containers.get(st.container_id)
+    hc = c.attrs["HostConfig"]
+    assert hc["Runtime"] == "nvidia"
+    assert f"{tmp_path / 'zoe/run/jtop.sock'}:/run/jtop.sock:rw" in hc["Binds"]
+    assert "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in c.attrs["Config"]["Env"]
+    rt.controller.stop()
+
+
+def test_jetson_without_the_runtime_is_a_clear_error(client, tmp_path: Path, smollm2: Path) -> None:  # type: ignore[no-untyped-def]
+    rt = jetson_rt(tmp_path / "zoe", smollm2, ZOE_DOCKER_RUNTIME="nvidia-missing")
+    with pytest.raises(DockerUnavailable, match="no 'nvidia-missing' runtime.*nvidia-ctk"):
+        rt.start_engine(rt.default_spec(MODEL), backend="docker")
+    assert labelled(client) == []
+
+
+def test_jetson_default_image_comes_from_the_l4t_table(client, tmp_path: Path, smollm2: Path) -> None:  # type: ignore[no-untyped-def]
+    rt = jetson_rt(tmp_path / "zoe", smollm2, ZOE_DOCKER_IMAGE="")
+    assert rt.docker_engine.image_ref() == "dustynv/llama_cpp:0.3.9-r36.4.0-cu128-24.04"
+    assert rt.choose_backend("auto") == "process"  # that image is not here: native engine
+    with pytest.raises(ImageMissing, match="dustynv/llama_cpp:0.3.9-r36.4.0-cu128-24.04"):
+        rt.start_engine(rt.default_spec(MODEL), backend="docker")
+
+
+@pytest.fixture
+def cuda_images(client):  # type: ignore[no-untyped-def]
+    made = []
+    for v in ("12.6", "12.8"):
+        c = client.containers.create(IMAGE, command=["llama-server", "--version"])
+        c.commit("zoe-panel/llama-server", f"cuda-{v}", changes=[f"ENV CUDA_VERSION={v}"])
+        c.remove()
+        made.append(f"zoe-panel/llama-server:cuda-{v}")
+    yield made
+    for ref in made:
+        client.images.remove(ref, force=True)
+
+
+def test_image_cuda_checked_against_the_l4t_driver(client, cuda_images, tmp_path: Path, smollm2: Path) -> None:  # type: ignore[no-untyped-def]
+    too_new = jetson_rt(tmp_path / "a", smollm2, ZOE_DOCKER_IMAGE="zoe-panel/llama-server:cuda-12.8")
+    with pytest.raises(DockerUnavailable, match="built for CUDA 12.8 .* supports CUDA 12.6"):
+        too_new.start_engine(too_new.default_spec(MODEL), backend="docker")
+    matching = jetson_rt(tmp_path / "b", smollm2, ZOE_DOCKER_IMAGE="zoe-panel/llama-server:cuda-12.6")
+    matching.start_engine(matching.default_spec(MODEL, ctx=1024), backend="docker")
+    assert matching.wait_ready(90).state == EngineState.READY
+    matching.controller.stop()
+
+
+def test_jetson_check_over_the_simulated_board(client, cuda_images, tmp_path: Path, smollm2: Path) -> None:  # type: ignore[no-untyped-def]
+    home = tmp_path / "zoe"
+    (home / "var").mkdir(parents=True)
+    (home / "var/status").write_text("pmode:0002\n")
+    rt = jetson_rt(
+        home,
+        smollm2,
+        ZOE_DOCKER_IMAGE="zoe-panel/llama-server:cuda-12.8",
+        ZOE_NVPMODEL_CONF=str(home / "etc/nvpmodel.conf"),
+        ZOE_NVPMODEL_STATUS=str(home / "var/status"),
+    )
+    report = jetson_check(rt.settings)
+    assert report.facts["L4T"] == "36.4.3" and report.facts["JetPack"] == "6.1 / 6.2"
+    assert report.facts["CUDA (BSP)"] == "12.6" and "nvidia" in report.facts["docker runtimes"]
+    assert report.facts["power mode"] == "15W" and "present" in report.facts["jtop service"]
+    assert "MISMATCH" in report.facts["image match"]
+    assert any("CUDA 12.8" in f and "suggested: dustynv/llama_cpp" in f for f in report.fixes)
+    assert any("MAXN" in f for f in report.fixes)
+    out = subprocess.run(
+        [sys.executable, "-m", "zoe_panel", "jetson-check", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "ZOE_HOME": str(home),
+            "ZOE_TEGRA_RELEASE": str(home / "etc/nv_tegra_release"),
+            "ZOE_DOCKER_IMAGE": "zoe-panel/llama-server:cuda-12.6",
+            "ZOE_NVPMODEL_CONF": str(home / "etc/nvpmodel.conf"),
+            "ZOE_NVPMODEL_STATUS": str(home / "var/status"),
+            "ZOE_JTOP_SOCKET": str(home / "run/jtop.sock"),
+        },
+    )
+    data = json.loads(out.stdout)
+    assert out.returncode == 4 and data["facts"]["image match"].endswith("ok") and not data["ok"]

@@ -1,0 +1,334 @@
+"""Docker backend: llama-server in a container, the Jetson way (jetson-containers images).
+
+Same lifecycle as the process backend. The container is found by its labels, so a panel restart
+re-attaches; its state comes from the container's attributes plus the health probe. The image is
+never pulled silently: a missing image is an ImageMissing error that the UI turns into a pull with
+a progress bar.
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from zoe_panel.engine import argv as argvmod
+from zoe_panel.engine.argv import Capabilities
+from zoe_panel.engine.base import EngineSpec, EngineState, EngineStatus
+from zoe_panel.engine.health import check_port_free, probe
+from zoe_panel.engine.images import ImageManager
+from zoe_panel.engine.process import describe_exit
+from zoe_panel.engine.supervisor import READY_MARKERS, write_json_atomic
+from zoe_panel.errors import DockerUnavailable, EngineError, EngineNotRunning
+from zoe_panel.jetson import cuda_mismatch, proposed_images, read_l4t
+from zoe_panel.settings import Settings
+
+LABEL = "zoe-panel.engine"
+MODELS_MOUNT = "/models"
+LOCAL_IMAGE = "zoe-panel/llama-server:local"
+
+
+def docker_time(stamp: str) -> float:
+    """RFC 3339 with nanoseconds ('2026-11-27T01:02:03.123456789Z') -> unix time (Python 3.10-safe)."""
+    stamp = stamp.rstrip("Z")
+    whole, _, frac = stamp.partition(".")
+    base = calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S"))
+    return base + (float("0." + frac[:9]) if frac else 0.0)
+
+
+class DockerEngine:
+    name = "docker"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.state_file = settings.state_dir / "engine" / "docker.json"
+        self._client: Any = None
+        self._down_until = 0.0
+        self._down_reason = ""
+
+    # -- daemon, image, GPU -------------------------------------------------------------
+    def client(self) -> Any:
+        if self._client is not None:
+            try:
+                self._client.ping()
+                return self._client
+            except Exception:  # noqa: BLE001 - daemon restarted or gone: reconnect below
+                self._client = None
+        if time.monotonic() < self._down_until:
+            raise DockerUnavailable(self._down_reason)  # asked a moment ago: do not wait on it again
+        import docker
+
+        try:
+            client = docker.from_env(timeout=15)
+            client.ping()
+        except docker.errors.DockerException as e:
+            where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+            self._down_reason = (
+                f"the Docker daemon is not reachable at {where} ({_short(e)}): start it "
+                "(sudo systemctl start docker) or set DOCKER_HOST"
+            )
+            self._down_until = time.monotonic() + 5.0
+            raise DockerUnavailable(self._down_reason) from None
+        self._client = client
+        return client
+
+    @property
+    def images(self) -> ImageManager:
+        return ImageManager(self.client(), self.settings.state_dir / "images.json")
+
+    def is_available(self) -> tuple[bool, str]:
+        try:
+            info = self.client().version()
+        except DockerUnavailable as e:
+            return False, str(e)
+        return True, f"Docker {info.get('Version', '?')}"
+
+    def image_ref(self) -> str:
+        if self.settings.docker_image:
+            return self.settings.docker_image
+        proposal = proposed_images(read_l4t(self.settings.tegra_release))
+        return proposal[0] if proposal else LOCAL_IMAGE
+
+    def gpu_mode(self) -> str:
+        if self.settings.docker_gpu != "auto":
+            return self.settings.docker_gpu
+        if self.settings.tegra_release.exists():
+            return "runtime"  # Jetson: --runtime nvidia, as jetson-containers does
+        if Path("/dev/nvidiactl").exists():
+            return "device-requests"  # discrete NVIDIA GPU: --gpus all
+        return "none"
+
+    def host_cuda(self) -> str:
+        l4t = read_l4t(self.settings.tegra_release)
+        if l4t is not None:
+            return l4t.cuda
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            v = pynvml.nvmlSystemGetCudaDriverVersion()
+            return f"{v // 1000}.{v % 1000 // 10}"
+        except Exception:  # noqa: BLE001 - no NVIDIA driver: nothing to check
+            return ""
+
+    def preflight(self, image: str) -> tuple[Capabilities, list[str]]:
+        """Checks before a start: image present, CUDA match, runtime present. Returns caps + warnings."""
+        info = self.images.inspect(image)
+        mismatch = cuda_mismatch(info.cuda_version, self.host_cuda(), image_tag=image)
+        if mismatch:
+            raise DockerUnavailable(mismatch)
+        if self.gpu_mode() == "runtime":
+            runtimes = self.client().info().get("Runtimes") or {}
+            if self.settings.docker_runtime not in runtimes:
+                raise DockerUnavailable(
+                    f"the Docker daemon has no '{self.settings.docker_runtime}' runtime (it has: "
+                    f"{', '.join(sorted(runtimes)) or 'none'}): install nvidia-container-toolkit "
+                    "(JetPack ships it), run 'sudo nvidia-ctk runtime configure --runtime=docker', restart docker"
+                )
+        caps = self.images.capabilities(image, self.settings.docker_llama_server)
+        return caps, []
+
+    # -- container ------------------------------------------------------------------------
+    def run_kwargs(self, spec: EngineSpec, run_id: str, caps: Capabilities, image: str) -> dict[str, Any]:
+        """Everything docker run gets; a pure function of the spec and settings."""
+        root = self.settings.models_path.resolve()
+        rel = Path(spec.model).resolve().relative_to(root).as_posix()
+        inner = replace(spec, model=f"{MODELS_MOUNT}/{rel}")
+        kwargs: dict[str, Any] = {
+            "image": image,
+            "command": argvmod.llama_server_argv(self.settings.docker_llama_server, inner, caps),
+            "detach": True,
+            "name": f"zoe-engine-{run_id}",
+            "labels": {
+                LABEL: "1",
+                "zoe-panel.run-id": run_id,
+                "zoe-panel.model": spec.model_name,
+                "zoe-panel.spec-hash": spec.spec_hash(),
+                "zoe-panel.spec": json.dumps(spec.public_json()),
+            },
+            "network_mode": "host",
+            "volumes": {str(root): {"bind": MODELS_MOUNT, "mode": "ro"}},
+            "environment": argvmod.engine_env(spec),
+            "shm_size": self.settings.docker_shm_size,
+        }
+        mode = self.gpu_mode()
+        if mode == "runtime":
+            kwargs["runtime"] = self.settings.docker_runtime
+            kwargs["environment"]["NVIDIA_DRIVER_CAPABILITIES"] = "compute,utility"
+        elif mode == "device-requests":
+            from docker.types import DeviceRequest
+
+            kwargs["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+        sock = self.settings.jtop_socket
+        if sock.exists():
+            kwargs["volumes"][str(sock)] = {"bind": "/run/jtop.sock", "mode": "rw"}
+        if self.settings.restart_policy == "on-failure":
+            kwargs["restart_policy"] = {"Name": "on-failure", "MaximumRetryCount": self.settings.restart_max}
+        return kwargs
+
+    def start(self, spec: EngineSpec, *, run_id: str) -> EngineStatus:
+        import docker
+
+        if not Path(spec.model).is_file():
+            raise EngineError(f"model file {spec.model} does not exist")
+        image = self.image_ref()
+        caps, _ = self.preflight(image)
+        check_port_free(spec.host, spec.port)
+        for old in self._containers():
+            if old.status != "running":
+                old.remove(force=True)
+        kwargs = self.run_kwargs(spec, run_id, caps, image)
+        try:
+            container = self.client().containers.run(**kwargs)
+        except docker.errors.APIError as e:
+            raise DockerUnavailable(f"the daemon refused the engine container: {e.explanation or e}") from None
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(
+            self.state_file,
+            {
+                "run_id": run_id,
+                "container_id": container.id,
+                "spec": spec.to_json(),
+                "image": image,
+                "started_at": time.time(),
+                "engine_version": caps.version,
+                "engine_build": caps.build,
+            },
+        )
+        os.chmod(self.state_file, 0o600)
+        return self.status()
+
+    def _containers(self) -> list[Any]:
+        found = self.client().containers.list(all=True, filters={"label": f"{LABEL}=1"})
+        return sorted(found, key=lambda c: c.attrs.get("Created", ""), reverse=True)
+
+    def _state(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def status(self) -> EngineStatus:
+        state = self._state()
+        try:
+            containers = self._containers()
+        except DockerUnavailable as e:
+            if state and not state.get("stopped_at"):
+                spec = EngineSpec.from_json(state["spec"])
+                return EngineStatus(
+                    EngineState.UNHEALTHY,
+                    backend=self.name,
+                    spec=spec,
+                    run_id=state.get("run_id"),
+                    container_id=state.get("container_id"),
+                    reason=str(e),
+                )
+            raise
+        if not containers:
+            if state and not state.get("stopped_at"):
+                spec = EngineSpec.from_json(state["spec"])
+                return EngineStatus(
+                    EngineState.FAILED,
+                    backend=self.name,
+                    spec=spec,
+                    run_id=state.get("run_id"),
+                    reason="the engine container was removed outside the panel",
+                )
+            return EngineStatus(EngineState.STOPPED, backend=self.name)
+        return self._status_of(containers[0], state)
+
+    def _status_of(self, c: Any, state: dict[str, Any]) -> EngineStatus:
+        labels = c.labels or {}
+        run_id = labels.get("zoe-panel.run-id")
+        if state.get("run_id") == run_id and state.get("spec"):
+            spec = EngineSpec.from_json(state["spec"])
+        else:  # a container of another panel's state folder: its public spec, without the key
+            spec = EngineSpec.from_json(json.loads(labels.get("zoe-panel.spec", "{}")))
+        st = c.attrs.get("State") or {}
+        common: dict[str, Any] = dict(
+            backend=self.name,
+            spec=spec,
+            run_id=run_id,
+            container_id=c.id,
+            started_at=state.get("started_at") if state.get("run_id") == run_id else None,
+            restarts=int(c.attrs.get("RestartCount") or 0),
+            pid=st.get("Pid") or None,
+        )
+        status = st.get("Status", c.status)
+        if state.get("run_id") == run_id and state.get("stopped_at"):
+            return EngineStatus(EngineState.STOPPED, exit_code=st.get("ExitCode"), **common)
+        if status == "running":
+            result = probe(spec, loaded=False)
+            if result.ready:
+                return EngineStatus(EngineState.READY, **common)
+            tail = "\n".join(self.logs(80))
+            if any(m in tail for m in READY_MARKERS):
+                return EngineStatus(EngineState.UNHEALTHY, reason=f"health check failed: {result.detail}", **common)
+            return EngineStatus(EngineState.STARTING, reason=result.detail, **common)
+        if status == "created":
+            return EngineStatus(EngineState.STARTING, reason="container created", **common)
+        code = st.get("ExitCode")
+        reason = describe_exit(code)
+        if st.get("OOMKilled"):
+            reason += " (Docker reports the container was OOM-killed)"
+        if status == "restarting":
+            reason += f"; restarting ({common['restarts']} so far)"
+        tail = tuple(line.split(" ", 1)[-1] for line in self.logs(30))
+        return EngineStatus(EngineState.FAILED, exit_code=code, reason=reason, log_tail=tail, **{**common, "pid": None})
+
+    def stop(self, timeout_s: float) -> EngineStatus:
+        containers = self._containers()
+        state = self._state()
+        if not containers and (not state or state.get("stopped_at")):
+            raise EngineNotRunning("no engine container is running (nothing to stop)")
+        for c in containers:
+            try:
+                c.stop(timeout=int(max(1, timeout_s)))
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+            c.remove(force=True)
+        if state:
+            state["stopped_at"] = time.time()
+            write_json_atomic(self.state_file, state)
+        return EngineStatus(EngineState.STOPPED, backend=self.name)
+
+    def logs(self, tail: int = 200) -> list[str]:
+        """Lines as '<unix time> <text>', the same shape the supervisor writes."""
+        try:
+            containers = self._containers()
+        except DockerUnavailable:
+            return []
+        if not containers:
+            return []
+        raw = containers[0].logs(tail=tail, timestamps=True, stdout=True, stderr=True)
+        out = []
+        for line in raw.decode("utf-8", "replace").splitlines():
+            stamp, _, text = line.partition(" ")
+            try:
+                out.append(f"{docker_time(stamp):.6f} {_clean(text)}")
+            except ValueError:
+                out.append(f"0 {line}")
+        return out
+
+    def engine_pid(self) -> int | None:
+        try:
+            st = self.status()
+        except DockerUnavailable:
+            return None
+        return st.pid if st.state.is_running else None
+
+
+def _clean(text: str) -> str:
+    from zoe_panel.engine.supervisor import ANSI_RE
+
+    return ANSI_RE.sub("", text.rstrip("\r"))
+
+
+def _short(e: BaseException) -> str:
+    text = str(e)
+    return text if len(text) < 200 else text[:200] + "…"
