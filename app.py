@@ -15,6 +15,7 @@ pages = [
     st.Page("pages/monitor.py", title="Monitor", icon=":material/monitoring:"),
     st.Page("pages/chat.py", title="Chat", icon=":material/chat:"),
     st.Page("pages/history.py", title="History", icon=":material/history:"),
+    st.Page("pages/settings.py", title="Settings", icon=":material/tune:"),
 ]
 nav = st.navigation(pages)
 

@@ -5,7 +5,8 @@ import streamlit as st
 from zoe_panel.engine.base import CACHE_TYPES, FLASH_ATTN
 from zoe_panel.runtime import get_runtime
 from zoe_panel.settings import FLAVORS
-from zoe_panel.ui.engine_view import estimate_panel, live_status, start_from_form
+from zoe_panel.ui.docker_view import backend_panel, export_panel
+from zoe_panel.ui.engine_view import estimate_panel, form_spec, live_status, start_from_form
 from zoe_panel.ui.widgets import attempt
 
 rt = get_runtime()
@@ -39,6 +40,8 @@ with st.expander("Advanced"):
     a2.number_input("Threads (0 = default)", 0, 256, 0, key="engine-threads")
     a3.selectbox("Flash attention", FLASH_ATTN, key="engine-flash-attn")
 
+arch = next((e.info.architecture for e in models if e.name == st.session_state.get("engine-model") and e.info), None)
+backend = backend_panel(rt, arch)
 verdict = estimate_panel(rt, st.session_state)
 anyway = True
 if verdict == "will not fit":
@@ -46,10 +49,13 @@ if verdict == "will not fit":
 
 b1, b2, _ = st.columns([1, 1, 4])
 started = b1.button("Start", key="engine-start", type="primary", disabled=not models or not anyway)
-if started and attempt(lambda: start_from_form(rt, st.session_state)):
+if started and attempt(lambda: start_from_form(rt, st.session_state, backend)):
     st.toast("Engine starting…")
 if b2.button("Stop", key="engine-stop") and attempt(lambda: rt.controller.stop()):
     st.toast("Engine stopped.")
+
+
+export_panel(rt, attempt(lambda: form_spec(rt, st.session_state)))
 
 
 @st.fragment(run_every=1.0)

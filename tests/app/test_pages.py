@@ -14,7 +14,14 @@ from zoe_panel.errors import BinaryNotFound
 from zoe_panel.runtime import Runtime, set_runtime
 
 MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
-PAGES = ["pages/engine.py", "pages/models.py", "pages/monitor.py", "pages/chat.py"]
+PAGES = [
+    "pages/engine.py",
+    "pages/models.py",
+    "pages/monitor.py",
+    "pages/chat.py",
+    "pages/history.py",
+    "pages/settings.py",
+]
 
 
 @pytest.fixture
@@ -34,6 +41,11 @@ def app() -> AppTest:
     at.run()
     assert not at.exception
     return at
+
+
+def frame_with(at: AppTest, column: str):  # type: ignore[no-untyped-def]
+    """The dataframe that has this column (AppTest does not index display dataframes by key)."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
 
 
 def texts(at: AppTest) -> str:
@@ -103,3 +115,50 @@ def test_chat_is_disabled_with_the_reason_when_no_engine(rt: Runtime) -> None:
     at.switch_page("pages/chat.py").run()
     assert at.chat_input(key="chat-input").disabled
     assert "Engine is STOPPED" in texts(at)
+
+
+def test_engine_page_predicts_memory_and_guards_a_config_that_will_not_fit(rt: Runtime) -> None:
+    at = app()
+    assert any("Predicted memory" in m.value and "fits" in m.value for m in at.markdown)
+    table = frame_with(at, "part")
+    assert "KV cache (KV)" in list(table["part"]) and "total" in list(table["part"])
+    assert "Largest context that fits" in texts(at)
+    at.number_input(key="engine-ctx").set_value(1_048_576)
+    at.selectbox(key="engine-cache-type").set_value("f32").run()
+    assert any("will not fit" in m.value for m in at.markdown)
+    assert at.button(key="engine-start").disabled
+    at.checkbox(key="engine-start-anyway").check().run()
+    assert not at.button(key="engine-start").disabled
+
+
+def test_settings_page_saves_and_refuses(rt: Runtime) -> None:
+    at = app()
+    at.switch_page("pages/settings.py").run()
+    at.number_input(key="settings-sample_hz_loading").set_value(12.0)
+    at.button[0].click().run()  # the form's Save
+    assert not at.exception
+    assert any("Saved to" in m.value for m in at.success)
+    text = (rt.settings.home / "settings.toml").read_text()
+    assert "sample_hz_loading = 12.0" in text
+    at.switch_page("pages/settings.py").run()
+    at.number_input(key="settings-sample_hz").set_value(500.0)
+    at.button[0].click().run()
+    assert any("sample_hz must be" in e.value for e in at.error)
+    assert "sample_hz = 500" not in (rt.settings.home / "settings.toml").read_text()
+
+
+def test_history_page_shows_a_recorded_run(rt: Runtime) -> None:
+    try:
+        find_llama_server(rt.settings)
+    except BinaryNotFound as e:
+        require(False, str(e))
+    rt.start_engine(rt.default_spec(MODEL, ctx=1024))
+    rt.wait_ready(60)
+    wait_for(lambda: (r := rt.history.runs()) and r[0].get("peak_engine_rss_bytes"), 20)
+    rt.controller.stop()
+    at = app()
+    at.switch_page("pages/history.py").run()
+    assert not at.exception
+    df = frame_with(at, "KV predicted (MiB)")
+    assert df.iloc[0]["model"] == MODEL and df.iloc[0]["KV predicted (MiB)"] == df.iloc[0]["KV llama.cpp (MiB)"] == 22.5
+    assert at.get("plotly_chart") and "field" in frame_with(at, "field").columns

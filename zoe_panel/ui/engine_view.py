@@ -30,14 +30,14 @@ def spec_overrides(form: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def start_from_form(rt: Runtime, form: Mapping[str, Any]) -> EngineStatus:
+def start_from_form(rt: Runtime, form: Mapping[str, Any], backend: str | None = None) -> EngineStatus:
     model = form.get("engine-model")
     if not model:
         from zoe_panel.errors import ConfigError
 
         raise ConfigError("pick a model first")
     spec = rt.default_spec(str(model), **spec_overrides(form))
-    return rt.start_engine(spec)
+    return rt.start_engine(spec, backend=backend)
 
 
 def live_status(rt: Runtime) -> None:

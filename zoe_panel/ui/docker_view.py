@@ -1,0 +1,84 @@
+"""Engine page pieces for the Docker backend: backend choice, image status and pull, export."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import streamlit as st
+
+from zoe_panel.engine import export
+from zoe_panel.engine.images import ImageMissing
+from zoe_panel.errors import ZoePanelError
+from zoe_panel.jetson import arch_support_note
+from zoe_panel.runtime import Runtime
+from zoe_panel.settings import BACKENDS
+
+
+def backend_panel(rt: Runtime, model_arch: str | None) -> str:
+    """Backend select; for Docker the image, its llama.cpp build, and a pull when it is missing."""
+    choice = st.selectbox(
+        "Backend",
+        BACKENDS,
+        index=BACKENDS.index(rt.settings.backend),
+        key="engine-backend",
+        help="auto: Docker on a Jetson whose engine image is here, else the native llama-server",
+    )
+    backend = rt.choose_backend(choice)
+    if backend != "docker":
+        st.caption(f"backend: native process ({rt.settings.flavor})" if choice == "auto" else "")
+        return backend
+    eng = rt.docker_engine
+    image = eng.image_ref()
+    try:
+        caps, _ = eng.preflight(image)
+    except ImageMissing as e:
+        st.warning(str(e))
+        if st.button(f"Pull {image}", key="engine-pull"):
+            pull_with_progress(rt, image)
+        return backend
+    except ZoePanelError as e:
+        st.error(str(e))
+        return backend
+    st.caption(
+        f"Docker image `{image}` · llama.cpp {caps.version or '?'} (build {caps.build or '?'}) · GPU: {eng.gpu_mode()}"
+    )
+    note = arch_support_note(model_arch or "", caps.build)
+    if note:
+        st.warning(note)
+    return backend
+
+
+def pull_with_progress(rt: Runtime, image: str) -> None:
+    bar = st.progress(0.0, text=f"pulling {image}…")
+    try:
+        rt.docker_engine.images.pull(image, lambda p: bar.progress(p.fraction, text=f"{image}: {p.status}"))
+    except ZoePanelError as e:
+        st.error(str(e))
+        return
+    bar.progress(1.0, text=f"{image} pulled")
+    rt.history.audit("pull", "ok", target=image)
+
+
+def export_panel(rt: Runtime, spec: Any) -> None:
+    if spec is None:
+        return
+    with st.expander("Copy as command (native, docker run, compose)"):
+        eng = rt.docker_engine
+        kw: Mapping[str, Any] = dict(
+            image=eng.image_ref(),
+            models_root=rt.store.root,
+            binary=rt.settings.docker_llama_server,
+            gpu=eng.gpu_mode(),
+            runtime=rt.settings.docker_runtime,
+            jtop_socket=rt.settings.jtop_socket.exists(),
+        )
+        try:
+            from zoe_panel.engine.binary import find_llama_server
+
+            binary = find_llama_server(rt.settings)
+        except ZoePanelError:
+            binary = "llama-server"
+        st.code(export.native_command(spec, binary), language="bash")
+        st.code(export.docker_run_command(spec, **kw), language="bash")
+        st.code(export.compose_service(spec, **kw), language="yaml")
