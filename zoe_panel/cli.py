@@ -112,11 +112,15 @@ def cmd_stop(rt: Runtime, args: argparse.Namespace) -> int:
 def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
     status = rt.controller.status(max_age_s=0)
     data = status.to_json()
+    diagnosis = rt.diagnose(status)
+    data["diagnosis"] = diagnosis.text() if diagnosis else None
     text = f"engine {data['state'].upper()}"
     if status.spec:
         text += f" {data['model']} at {data['base_url']} ({data['backend']}/{data['flavor']}, pid {data['pid']})"
     if status.reason:
         text += f"\n  reason: {status.reason}"
+    if diagnosis:
+        text += "\n" + diagnosis.text()
     _emit(args, data, text)
     return 0
 

@@ -23,6 +23,7 @@ from zoe_panel.telemetry.base import Sample
 log = logging.getLogger(__name__)
 SETTLE_S = 10.0  # keep tracking peaks this long after READY: first requests allocate too
 FLUSH_S = 5.0
+IDLE_STORE_S = 10.0
 
 
 @dataclass
@@ -44,6 +45,7 @@ class RunRecorder:
         history: History,
         *,
         logs: Callable[[int], list[str]],
+        keep_days: float = 30.0,
         describe: Callable[[EngineSpec], dict[str, object]] = lambda spec: {},
         diagnose: Callable[[EngineStatus, list[LoadEvent]], str] = lambda st, ev: "",
     ) -> None:
@@ -55,6 +57,9 @@ class RunRecorder:
         self._lock = threading.Lock()
         self._pending: list[tuple[Sample, str | None]] = []
         self._last_flush = time.monotonic()
+        self._last_prune = time.monotonic()
+        self._last_stored_t = 0.0
+        self.keep_days = keep_days
         self.latest: Sample | None = None
 
     @property
@@ -88,7 +93,9 @@ class RunRecorder:
             if sample is not None and loading:
                 self._peaks(run, sample)
             self._transition(run, status)
-        if sample is not None:
+        if sample is not None and (loading or sample.t - self._last_stored_t >= IDLE_STORE_S):
+            # every sample of a load; one every IDLE_STORE_S otherwise (weeks of 1 Hz would be GBs)
+            self._last_stored_t = sample.t
             self._pending.append((sample, run.run_id if run is not None and loading else None))
             if time.monotonic() - self._last_flush > FLUSH_S or loading:
                 self.flush()
@@ -101,6 +108,9 @@ class RunRecorder:
             by_run.setdefault(rid, []).append(s)
         for rid, samples in by_run.items():
             self.history.add_samples(samples, rid)
+        if time.monotonic() - self._last_prune > 3600:
+            self._last_prune = time.monotonic()
+            self.history.prune(self.keep_days)
 
     def _begin(self, status: EngineStatus, sample: Sample | None) -> _Run:
         baseline = sample or self.latest

@@ -56,7 +56,11 @@ class Runtime:
             gpu_free=self._gpu_free,
         )
         self.recorder = RunRecorder(
-            self.history, logs=self.controller.logs, describe=self._describe_run, diagnose=self._diagnosis_text
+            self.history,
+            logs=self.controller.logs,
+            describe=self._describe_run,
+            diagnose=self._diagnosis_text,
+            keep_days=settings.history_keep_days,
         )
         self.controller.add_listener(self._on_engine_event)
         self._chat: tuple[tuple[str, str], ChatClient] | None = None
@@ -112,7 +116,25 @@ class Runtime:
             out["model_size_bytes"] = self.store.info(Path(spec.model)).file_size_bytes
         except Exception as e:  # noqa: BLE001 - a model that vanished still gets a run row
             log.warning("no estimate for run: %s", e)
+        out["engine_version"] = self.engine_version(spec)
         return out
+
+    def engine_version(self, spec: EngineSpec) -> str:
+        """'0.5.0-dev (build 1, 0c1e570)' for the binary or image this spec runs on."""
+        try:
+            if spec.flavor == "llama-cpp-python":
+                import importlib.metadata
+
+                return f"llama-cpp-python {importlib.metadata.version('llama_cpp_python')}"
+            state = self.docker_engine._state()
+            if self.controller.status().backend == "docker" and state.get("engine_version"):
+                return f"{state['engine_version']} (build {state.get('engine_build')}, image {state.get('image')})"
+            from zoe_panel.engine.binary import capabilities, find_llama_server
+
+            caps = capabilities(find_llama_server(self.settings), self.settings.state_dir / "binaries.json")
+            return f"{caps.version} (build {caps.build}, {caps.commit})"
+        except Exception:  # noqa: BLE001 - the version is information, not a requirement
+            return ""
 
     def load_events(self, tail: int = 600) -> list[Any]:
         return parse_lines((ln.t, ln.text) for ln in map(parse_stamped, self.controller.logs(tail)))

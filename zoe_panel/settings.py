@@ -68,7 +68,7 @@ class Settings:
     telemetry: str = "auto"
     sample_hz: float = 1.0
     sample_hz_loading: float = 10.0
-    history_keep_days: float = 30.0
+    history_keep_days: float = 14.0
     ring_seconds: float = 3600.0
     memory_bandwidth_gbps: float = 0.0  # 0 = from the known-boards table or measured
     password_hash: str = ""

@@ -193,3 +193,44 @@ def test_engine_killed_mid_reply_keeps_partial_text(runtime: Runtime) -> None:
     # the panel keeps working: a new engine starts after the failed one
     runtime.start_engine(runtime.default_spec(MODEL, ctx=1024))
     assert runtime.controller.wait_ready(60).state == EngineState.READY
+
+
+def test_oom_during_load_is_diagnosed_and_not_restarted(runtime: Runtime) -> None:
+    """A context far beyond memory: llama.cpp cannot allocate the KV cache. Under the on-failure
+    policy the supervisor must not restart a failed load, and the panel says what to change."""
+    rt = Runtime(runtime.settings.replace(restart_policy="on-failure"), sampler=False)
+    rt.start_engine(rt.default_spec(MODEL, ctx=4_194_304))
+    with pytest.raises(EngineError) as e:
+        rt.wait_ready(60)
+    assert "Out of memory allocating the KV cache" in str(e.value)
+    assert "lower the context to 8192 tokens" in str(e.value)
+    st = rt.controller.status(max_age_s=0)
+    assert st.state == EngineState.FAILED and st.restarts == 0 and "not restarted" in st.reason
+    d = rt.diagnose(st)
+    assert d is not None and d.kind == "oom" and d.fixes
+    run = rt.history.runs()[0]
+    assert run["outcome"] == "failed" and "Out of memory" in run["diagnosis"] and run["exit_code"] == 1
+    assert any(ev.phase == "failure" for ev in rt.history.events(run["run_id"]))
+
+
+def test_runs_are_recorded_with_version_peaks_and_calibration(runtime: Runtime) -> None:
+    rt = Runtime(runtime.settings, sampler=True)  # the panel's sampler records the run
+    try:
+        rt.start_engine(rt.default_spec(MODEL, ctx=2048))
+        rt.wait_ready(60)
+        client = rt.chat_client()
+        client.complete([{"role": "user", "content": "hi"}], ChatParams(max_tokens=8))
+        run = wait_for(lambda: (r := rt.history.runs()[0]).get("peak_engine_rss_bytes") and r, 20)
+        assert "build" in run["engine_version"] and run["time_to_ready_s"] > 0
+        assert run["estimate"]["kv_bytes"] == 45 * 2**20 and run["spec"]["ctx"] == 2048
+        events = rt.history.events(run["run_id"])
+        assert {"model_buffer", "kv_cache", "compute_buffer", "listening"} <= {e.phase for e in events}
+        rt.controller.stop()
+        cal = rt.memory.calibration(MODEL)
+        assert cal["runs"] == 1 and 0.5 <= cal["factor"] <= 3.0 and "measured run" in cal["note"]
+        est = rt.memory.estimate(rt.default_spec(MODEL, ctx=2048))
+        assert est.calibration == cal
+        raw = rt.memory.estimate(rt.default_spec(MODEL, ctx=2048), calibrated=False)
+        assert est.total_bytes == int(raw.total_bytes * cal["factor"]) and raw.calibration == {}
+    finally:
+        rt.close()

@@ -119,3 +119,67 @@ def test_python_flavour_reserves_logits_for_the_whole_batch() -> None:
     # llama-cpp-python 0.3.36 printed 99.38 MiB (SmolLM2, n_ctx 2048, flash attention off)
     e = estimate(SMOL, spec(ctx=2048, flavor="llama-cpp-python", parallel=1, flash_attn="off"), CPU)
     assert e.compute_bytes / MIB == pytest.approx(99.38, rel=0.05)
+
+
+def _info(arch: str, **kv: object) -> GGUFInfo:
+    meta = {"general.architecture": arch, **{f"{arch}.{k}": v for k, v in kv.items()}}
+    return GGUFInfo(
+        path="x.gguf",
+        file_size_bytes=10,
+        gguf_version=3,
+        metadata=meta,
+        tensor_count=0,
+        tensor_bytes=0,
+        tensor_data_end=0,
+        parameter_count=0,
+    )
+
+
+def test_mla_keeps_no_v_cache() -> None:
+    # DeepSeek-V2-Lite as converted for MLA: one KV "head" of kv_lora_rank + rope dims (512 + 64)
+    ds = _info(
+        "deepseek2",
+        block_count=27,
+        embedding_length=2048,
+        context_length=163840,
+        feed_forward_length=10944,
+        **{
+            "attention.head_count": 16,
+            "attention.head_count_kv": 1,
+            "attention.key_length": 576,
+            "attention.value_length": 512,
+            "attention.key_length_mla": 192,
+            "attention.value_length_mla": 128,
+            "vocab_size": 102400,
+        },
+    )
+    e = estimate(ds, spec(ctx=4096), CPU)
+    (kv,) = e.kv
+    assert kv.v_bytes == 0 and kv.k_bytes == 27 * 4096 * 576 * 2
+
+
+def test_recurrent_state_does_not_grow_with_context() -> None:
+    mamba = _info(
+        "mamba",
+        block_count=24,
+        embedding_length=768,
+        context_length=1048576,
+        **{
+            "ssm.conv_kernel": 4,
+            "ssm.inner_size": 1536,
+            "ssm.state_size": 16,
+            "ssm.group_count": 0,
+            "vocab_size": 50280,
+        },
+    )
+    small = estimate(mamba, spec(ctx=1024, parallel=1), CPU)
+    big = estimate(mamba, spec(ctx=65536, parallel=1), CPU)
+    assert small.kv_bytes == big.kv_bytes == 0
+    assert small.recurrent_bytes == big.recurrent_bytes == 24 * (3 * 1536 + 16 * 1536) * 4
+    assert estimate(mamba, spec(ctx=1024, parallel=4), CPU).recurrent_bytes == 4 * small.recurrent_bytes
+
+
+def test_calibration_scales_the_total_and_is_reported() -> None:
+    raw = estimate(SMOL, spec(ctx=2048), CPU)
+    cal = estimate(SMOL, spec(ctx=2048), CPU, calibration={"factor": 1.25, "runs": 2, "note": "scaled"})
+    assert cal.total_bytes == int(raw.total_bytes * 1.25) and cal.to_json()["calibration"]["runs"] == 2

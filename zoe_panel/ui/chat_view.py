@@ -61,9 +61,15 @@ def reply(chat: ChatSession, prompt: str, params: ChatParams) -> None:
         st.error(str(e))
         return
     _render_turn(chat.turns[-1])
+    rt = get_runtime()
+    run_id = rt.controller.status().run_id
     with st.chat_message("assistant"):
-        st.write_stream(chat.stream_text(client, params))
-        last = chat.last_assistant()
+        try:
+            st.write_stream(chat.stream_text(client, params))
+        finally:
+            last = chat.last_assistant()
+            if last is not None and last.stats and last.role == "assistant":
+                rt.history.add_chat_stats(run_id, last.stats)  # the run's chat throughput, for History
         if last is not None and last.error:
             st.error(last.error)
 
