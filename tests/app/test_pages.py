@@ -21,6 +21,7 @@ PAGES = [
     "pages/chat.py",
     "pages/history.py",
     "pages/settings.py",
+    "pages/endpoint.py",
 ]
 
 

@@ -65,27 +65,29 @@ class GGUFInfo:
         return cls(**data)
 
 
-def check_magic(path: Path) -> int:
+def check_magic(path: Path, display: str | None = None) -> int:
     """Return the GGUF version after checking magic and version; raise InvalidModelError."""
+    name = display or path.name
     try:
         with path.open("rb") as f:
             head = f.read(8)
     except OSError as e:
-        raise InvalidModelError(f"{path.name}: cannot read the file ({e.strerror})") from None
+        raise InvalidModelError(f"{name}: cannot read the file ({e.strerror})") from None
     if len(head) < 8 or head[:4] != GGUF_MAGIC:
         raise InvalidModelError(
-            f"{path.name}: not a GGUF file (it does not start with the 'GGUF' magic); "
+            f"{name}: not a GGUF file (it does not start with the 'GGUF' magic); "
             "convert it with llama.cpp's convert_hf_to_gguf.py or download a .gguf build"
         )
     version = int.from_bytes(head[4:8], "little")
     if version not in SUPPORTED_VERSIONS:
-        raise InvalidModelError(f"{path.name}: GGUF version {version} is not supported (expected 2 or 3)")
+        raise InvalidModelError(f"{name}: GGUF version {version} is not supported (expected 2 or 3)")
     return version
 
 
-def read_gguf(path: Path) -> GGUFInfo:
+def read_gguf(path: Path, display: str | None = None) -> GGUFInfo:
     """Parse a GGUF header and tensor table. Any parse failure becomes InvalidModelError."""
-    version = check_magic(path)
+    name = display or path.name
+    version = check_magic(path, name)
     size = path.stat().st_size
     from gguf import GGUFReader
 
@@ -96,7 +98,12 @@ def read_gguf(path: Path) -> GGUFInfo:
     except InvalidModelError:
         raise
     except Exception as e:  # noqa: BLE001 - the reader raises many types on malformed input
-        raise InvalidModelError(f"{path.name}: the GGUF header does not parse ({_short(e)})") from None
+        why = _short(e)
+        if "reshape" in why or "smaller than" in why or "out of bounds" in why:
+            raise InvalidModelError(
+                f"{name}: truncated or corrupt: its tensor data does not fit in the file ({why}); download it again"
+            ) from None
+        raise InvalidModelError(f"{name}: the GGUF header does not parse ({why})") from None
     return _summarise(path, size, version, metadata, tensors)
 
 

@@ -7,8 +7,10 @@ files outside it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,33 @@ from zoe_panel.models.gguf_meta import GGUFInfo, read_gguf
 from zoe_panel.models.shape import model_shape
 
 GGUF_SUFFIX = ".gguf"
+SPLIT_RE = re.compile(r"^(?P<base>.+)-(?P<i>\d{5})-of-(?P<n>\d{5})\.gguf$", re.I)
+
+
+def merge_split(infos: list[GGUFInfo]) -> GGUFInfo:
+    """One GGUFInfo for a split model: metadata of the first part, tensors and bytes of all parts.
+    A part is truncated if its own tensors run past its own end."""
+    first = infos[0]
+    layers: list[int] = []
+    for info in infos:
+        for i, n in enumerate(info.layer_tensor_bytes):
+            if i >= len(layers):
+                layers.extend([0] * (i + 1 - len(layers)))
+            layers[i] += n
+    worst = max(infos, key=lambda i: i.tensor_data_end - i.file_size_bytes)
+    return dataclasses.replace(
+        first,
+        file_size_bytes=sum(i.file_size_bytes for i in infos),
+        tensor_count=sum(i.tensor_count for i in infos),
+        tensor_bytes=sum(i.tensor_bytes for i in infos),
+        parameter_count=sum(i.parameter_count for i in infos),
+        layer_tensor_bytes=layers,
+        other_tensor_bytes=sum(i.other_tensor_bytes for i in infos),
+        output_tensor_bytes=sum(i.output_tensor_bytes for i in infos),
+        token_embd_bytes=sum(i.token_embd_bytes for i in infos),
+        # keep "truncated" meaningful: compare the worst part's end with that part's size
+        tensor_data_end=sum(i.file_size_bytes for i in infos) + (worst.tensor_data_end - worst.file_size_bytes),
+    )
 
 
 @dataclass(frozen=True)
@@ -121,19 +150,36 @@ class ModelStore:
         root = self.root.resolve()
         entries = []
         for path in sorted(self.root.rglob("*")):
-            if path.suffix.lower() != GGUF_SUFFIX or not path.is_file() or path.name.startswith("."):
+            if path.suffix.lower() != GGUF_SUFFIX or not path.is_file():
                 continue
+            if any(part.startswith(".") for part in path.relative_to(self.root).parts):
+                continue  # staging folders (.downloads) and hidden files are not part of the library
+            m = SPLIT_RE.match(path.name)
+            if m and int(m["i"]) != 1:
+                continue  # listed with its first part
             real = path.resolve()
             if root not in real.parents:
                 continue  # a symlink that leads out of the folder is not part of the library
             entries.append(self.entry(real))
         return entries
 
+    def split_parts(self, first: Path) -> list[Path]:
+        """All files of a split model given its first part (``x-00001-of-00003.gguf``)."""
+        m = SPLIT_RE.match(first.name)
+        if not m:
+            return [first]
+        n = int(m["n"])
+        return [first.with_name(f"{m['base']}-{i:05d}-of-{n:05d}.gguf") for i in range(1, n + 1)]
+
     def entry(self, path: Path) -> ModelEntry:
         name = self.name_of(path)
-        size = path.stat().st_size
+        parts = self.split_parts(path)
+        missing = [p.name for p in parts if not p.is_file()]
+        size = sum(p.stat().st_size for p in parts if p.is_file())
+        if missing:
+            return ModelEntry(name, path, size, None, f"{name}: split model is missing {', '.join(missing)}")
         try:
-            info = self.info(path)
+            info = merge_split([self.info(p) for p in parts]) if len(parts) > 1 else self.info(path)
         except InvalidModelError as e:
             return ModelEntry(name, path, size, None, str(e))
         error = ""

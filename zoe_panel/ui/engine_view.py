@@ -13,11 +13,86 @@ from zoe_panel.runtime import Runtime
 from zoe_panel.ui.widgets import state_line
 
 
+def init_form(rt: Runtime, names: list[str]) -> None:
+    """First render of a tab: the first model, its preset, the panel's settings."""
+    state = st.session_state
+    state.setdefault("engine-flavor", rt.settings.flavor)
+    state.setdefault("engine-port", rt.settings.engine_port)
+    state.setdefault("engine-extra", "")
+    if names and state.get("engine-model") not in names:
+        state["engine-model"] = names[0]
+        apply_preset(rt)
+    for key, value in (
+        ("engine-ctx", 4096),
+        ("engine-ngl", 999),
+        ("engine-cache-type", "f16"),
+        ("engine-parallel", 4),
+        ("engine-threads", 0),
+        ("engine-flash-attn", "auto"),
+    ):
+        state.setdefault(key, value)
+
+
+def apply_preset(rt: Runtime) -> None:
+    """The selected model's saved preset, or the largest context that fits."""
+    from zoe_panel.errors import ZoePanelError
+
+    state = st.session_state
+    try:
+        p = rt.preset_for(str(state["engine-model"]))
+    except ZoePanelError as e:
+        state["engine-preset-note"] = f"no preset: {e}"
+        return
+    state.update(
+        {
+            "engine-ctx": p.ctx,
+            "engine-ngl": p.n_gpu_layers,
+            "engine-cache-type": p.cache_type_k,
+            "engine-parallel": p.parallel,
+            "engine-threads": p.threads,
+            "engine-flash-attn": p.flash_attn,
+            "engine-extra": " ".join(p.extra_args),
+        }
+    )
+    state["engine-preset-note"] = (
+        "settings from this model's saved preset"
+        if p.saved
+        else f"default preset: the largest context that fits here ({p.ctx:,} tokens)"
+    )
+
+
+def save_preset(rt: Runtime, form: Mapping[str, Any]) -> None:
+    from zoe_panel.models.presets import Preset
+
+    o = spec_overrides(form)
+    preset = Preset(
+        ctx=o["ctx"],
+        n_gpu_layers=o["n_gpu_layers"],
+        cache_type_k=o["cache_type_k"],
+        cache_type_v=o["cache_type_v"],
+        flash_attn=o["flash_attn"],
+        parallel=o["parallel"],
+        threads=o["threads"],
+        extra_args=o["extra_args"],
+    )
+    rt.presets.save(str(form["engine-model"]), preset)
+
+
 def spec_overrides(form: Mapping[str, Any]) -> dict[str, Any]:
     """Widget values (by key) -> EngineSpec fields."""
+    import shlex
+
+    from zoe_panel.engine.argv import check_extra_args
+    from zoe_panel.errors import ConfigError
+
     flavor = str(form.get("engine-flavor", "llama-server"))
     cache = str(form.get("engine-cache-type", "f16"))
+    try:
+        extra = check_extra_args(shlex.split(str(form.get("engine-extra", "") or "")))
+    except ValueError as e:
+        raise ConfigError(f"extra arguments: {e}") from None
     return {
+        "extra_args": extra,
         "ctx": int(form.get("engine-ctx", 4096)),
         "n_gpu_layers": int(form.get("engine-ngl", 999)),
         "cache_type_k": cache,

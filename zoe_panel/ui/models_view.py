@@ -6,6 +6,7 @@ from typing import Any
 
 from zoe_panel.models.store import describe
 from zoe_panel.runtime import Runtime
+from zoe_panel.ui.library_view import verified_label
 
 MIB = 1024**2
 
@@ -31,6 +32,7 @@ def model_rows(rt: Runtime) -> tuple[list[dict[str, Any]], list[tuple[str, str]]
                 "trained ctx": d["context_train"],
                 "sliding window": d["sliding_window"],
                 "size (MiB)": round(e.size_bytes / MIB, 1),
+                "verified": verified_label(rt, e.path),
             }
         )
     return rows, invalid

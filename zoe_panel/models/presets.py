@@ -1,0 +1,83 @@
+"""Per-model launch presets: what the Engine page starts from when the model is picked.
+
+With no saved preset, the default is the largest context the memory estimate says fits (f16 KV
+cache, the panel's other defaults)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from zoe_panel.engine.argv import check_extra_args
+from zoe_panel.engine.base import CACHE_TYPES, FLASH_ATTN
+from zoe_panel.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Preset:
+    ctx: int = 4096
+    n_gpu_layers: int = 999
+    cache_type_k: str = "f16"
+    cache_type_v: str = "f16"
+    flash_attn: str = "auto"
+    parallel: int = 4
+    kv_unified: bool = True
+    threads: int = 0
+    extra_args: tuple[str, ...] = field(default_factory=tuple)
+    saved: bool = False  # False: computed default, not stored by the operator
+
+    def __post_init__(self) -> None:
+        if self.cache_type_k not in CACHE_TYPES or self.cache_type_v not in CACHE_TYPES:
+            raise ConfigError("preset cache types must be one of " + ", ".join(CACHE_TYPES))
+        if self.flash_attn not in FLASH_ATTN:
+            raise ConfigError("preset flash attention must be auto, on or off")
+        if not 256 <= self.ctx <= 4_194_304 or not 1 <= self.parallel <= 256:
+            raise ConfigError("preset context must be 256..4194304 and slots 1..256")
+        check_extra_args(list(self.extra_args))
+
+    def spec_fields(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k != "saved"}
+
+
+class PresetStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def get(self, model: str) -> Preset | None:
+        raw = self._load().get(model)
+        if not raw:
+            return None
+        known = {f.name for f in fields(Preset)}
+        clean = {k: v for k, v in raw.items() if k in known}
+        clean["extra_args"] = tuple(clean.get("extra_args", ()))
+        return Preset(**{**clean, "saved": True})
+
+    def save(self, model: str, preset: Preset) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.path) + ".lock", timeout=10):
+            data = self._load()
+            entry = asdict(preset)
+            entry.pop("saved")
+            entry["extra_args"] = list(preset.extra_args)
+            data[model] = entry
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data, indent=1))
+            os.replace(tmp, self.path)
+
+    def delete(self, model: str) -> None:
+        with FileLock(str(self.path) + ".lock", timeout=10):
+            data = self._load()
+            if data.pop(model, None) is not None:
+                self.path.write_text(json.dumps(data, indent=1))
