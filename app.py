@@ -14,6 +14,7 @@ pages = [
     st.Page("pages/models.py", title="Models", icon=":material/inventory_2:"),
     st.Page("pages/monitor.py", title="Monitor", icon=":material/monitoring:"),
     st.Page("pages/chat.py", title="Chat", icon=":material/chat:"),
+    st.Page("pages/suites.py", title="Suites", icon=":material/checklist:"),
     st.Page("pages/endpoint.py", title="Endpoint", icon=":material/hub:"),
     st.Page("pages/history.py", title="History", icon=":material/history:"),
     st.Page("pages/settings.py", title="Settings", icon=":material/tune:"),

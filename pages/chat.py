@@ -2,14 +2,26 @@
 
 import streamlit as st
 
-from zoe_panel.ui.chat_view import chat_controls, render_history, render_stats, reply, session
+from zoe_panel.ui.chat_view import (
+    chat_controls,
+    edit_box,
+    engine_load_line,
+    render_history,
+    render_stats,
+    reply,
+    session,
+)
 
 st.title("Chat")
 chat = session()
 params, ready, why = chat_controls(chat)
+engine_load_line()
 
 render_history(chat)
+resend = st.session_state.pop("chat-pending-resend", "") or (edit_box(chat) if ready else None)
 prompt = st.chat_input("Message the model" if ready else why, key="chat-input", disabled=not ready)
-if prompt:
+if resend:
+    reply(chat, None, params, resend=True)
+elif prompt:
     reply(chat, prompt, params)
 render_stats(chat)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from zoe_panel.chat import ChatClient, ChatParams, ChatStream
+from zoe_panel.chat import ChatClient, ChatDelta, ChatParams, ChatStream
 from zoe_panel.errors import ChatError
 
 
@@ -34,6 +34,7 @@ class ChatSession:
     turns: list[ChatTurn] = field(default_factory=list)
     pending: ChatTurn | None = None
     stream: ChatStream | None = field(default=None, repr=False)
+    stop_requested: bool = False
 
     def api_messages(self) -> list[dict[str, str]]:
         msgs = [{"role": "system", "content": self.system}] if self.system.strip() else []
@@ -51,15 +52,25 @@ class ChatSession:
     def last_assistant(self) -> ChatTurn | None:
         return next((t for t in reversed(self.turns) if t.role == "assistant"), None)
 
-    def stream_text(self, client: ChatClient, params: ChatParams, **kwargs: Any) -> Iterator[str]:
+    def stream_text(
+        self,
+        client: ChatClient,
+        params: ChatParams,
+        *,
+        on_event: Callable[[ChatStream, ChatDelta], None] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[str]:
         """Yield content deltas; always leaves the reply (complete, partial or failed) in turns."""
         turn = ChatTurn("assistant", "")
         self.pending = turn
+        self.stop_requested = False
         stream = client.stream(self.api_messages(), params, **kwargs)
         self.stream = stream
         finished = False
         try:
             for delta in stream:
+                if on_event is not None:
+                    on_event(stream, delta)
                 if delta.kind == "content":
                     turn.content += delta.text
                     yield delta.text
@@ -67,17 +78,62 @@ class ChatSession:
                     turn.reasoning += delta.text
             finished = True
         except ChatError as e:
-            turn.error = str(e)
+            if self.stop_requested:
+                turn.stopped = True  # our own Stop closed the connection: not an engine error
+            else:
+                turn.error = str(e)
             finished = True
         finally:
-            if not finished:
-                turn.stopped = True  # closed from outside: the operator pressed Stop
-                stream.close()
-            turn.stats = stream.stats.to_json()
-            turn.stats.update({"live": stream.live()})
-            self.turns.append(turn)
-            self.pending = None
-            self.stream = None
+            self._finish(turn, stream, stopped=not finished)
+
+    def _finish(self, turn: ChatTurn, stream: ChatStream, *, stopped: bool) -> None:
+        if stopped:
+            turn.stopped = True  # closed from outside: the operator pressed Stop
+            stream.close()
+        if turn in self.turns:
+            return  # stop() already kept it
+        turn.stats = stream.stats.to_json()
+        turn.stats.update({"live": stream.live()})
+        self.turns.append(turn)
+        self.pending = None
+        self.stream = None
+
+    def stop(self, wait_s: float = 2.0) -> bool:
+        """Stop the reply in flight (Stop pressed in a new run of the page): close the HTTP stream so
+        the engine stops generating, and make sure the partial reply is kept. False if none ran."""
+        import time
+
+        turn, stream = self.pending, self.stream
+        if turn is None or stream is None:
+            return False
+        self.stop_requested = True
+        stream.close()
+        deadline = time.monotonic() + wait_s
+        while self.pending is turn and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if self.pending is turn:
+            self._finish(turn, stream, stopped=True)
+        return True
+
+    def regenerate(self) -> bool:
+        """Drop the last reply so the last question can be asked again; False if there is none."""
+        while self.turns and self.turns[-1].role == "assistant":
+            self.turns.pop()
+        return bool(self.turns) and self.turns[-1].role == "user"
+
+    def edit_last(self, text: str) -> None:
+        """Replace the last question (and drop what came after it)."""
+        text = text.strip()
+        if not text:
+            raise ChatError("empty message")
+        idx = max((i for i, t in enumerate(self.turns) if t.role == "user"), default=None)
+        if idx is None:
+            raise ChatError("there is no message to edit yet")
+        del self.turns[idx:]
+        self.turns.append(ChatTurn("user", text))
+
+    def last_user(self) -> str:
+        return next((t.content for t in reversed(self.turns) if t.role == "user"), "")
 
     def clear(self) -> None:
         self.turns.clear()

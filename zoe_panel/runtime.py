@@ -21,7 +21,7 @@ from zoe_panel.engine.docker import DockerEngine
 from zoe_panel.engine.loadlog import parse_lines
 from zoe_panel.engine.logfile import parse_stamped
 from zoe_panel.engine.process import ProcessEngine
-from zoe_panel.errors import EngineError, EngineNotRunning, InvalidModelError
+from zoe_panel.errors import EngineError, EngineNotRunning, InvalidModelError, ZoePanelError
 from zoe_panel.history import History
 from zoe_panel.jobs import Job, JobManager
 from zoe_panel.memory import MemoryAdvisor
@@ -32,6 +32,7 @@ from zoe_panel.models.quantize import plan as quantize_plan
 from zoe_panel.models.quantize import run as quantize_run
 from zoe_panel.models.store import ModelStore
 from zoe_panel.recorder import RunRecorder
+from zoe_panel.roofline import Bandwidth, bandwidth, ceiling_tokens_per_s
 from zoe_panel.settings import Settings, load_settings
 from zoe_panel.telemetry.base import Sample
 from zoe_panel.telemetry.registry import pick_source
@@ -74,6 +75,7 @@ class Runtime:
         self.verify_log = VerifyLog(settings.state_dir / "verify.json")
         self._chat: tuple[tuple[str, str], ChatClient] | None = None
         self._chat_lock = threading.Lock()
+        self._bandwidth: Bandwidth | None = None
         if sampler:
             self.start_sampler()
 
@@ -264,6 +266,31 @@ class Runtime:
                 d = self.diagnose(st)
                 raise EngineError(why + (f"\n{d.text()}" if d else ""))
             time.sleep(period)
+
+    def bandwidth(self) -> Bandwidth:
+        """Memory bandwidth for the decode ceiling: settings, the known-device table, or measured once."""
+        if self._bandwidth is None:
+            source = self.sampler.source if self.sampler else None
+            gpu = getattr(source, "device_name", "") or ""
+            self._bandwidth = bandwidth(
+                self.settings.memory_bandwidth_gbps, self.settings.state_dir / "bandwidth.json", gpu_name=gpu
+            )
+        return self._bandwidth
+
+    def ceiling(self, stats: dict[str, Any]) -> tuple[float, Bandwidth] | None:
+        """Decode tokens/s ceiling for the running engine's model and this reply's context."""
+        st = self.controller.status()
+        if st.spec is None:
+            return None
+        try:
+            est = self.memory.estimate(st.spec, calibrated=False)
+        except ZoePanelError:
+            return None
+        weights = est.weights_gpu_bytes or est.weights_bytes
+        per_token = est.kv_bytes // max(1, est.kv_cells)
+        tokens = int(stats.get("prompt_tokens") or 0) + int(stats.get("completion_tokens") or 0)
+        bw = self.bandwidth()
+        return ceiling_tokens_per_s(bw, weights, per_token, tokens), bw
 
     def chat_client(self) -> ChatClient:
         """A shared client for the READY engine; httpx.Client is thread-safe and keeps

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import require, wait_for
@@ -22,6 +23,7 @@ PAGES = [
     "pages/history.py",
     "pages/settings.py",
     "pages/endpoint.py",
+    "pages/suites.py",
 ]
 
 
@@ -68,7 +70,7 @@ def test_models_page_shows_real_metadata_and_flags_bad_files(rt: Runtime) -> Non
     row = df[df["file"] == MODEL].iloc[0]
     assert row["architecture"] == "llama" and row["quant"] == "Q4_1" and row["layers"] == 30
     assert row["KV heads"] == "3" and row["head size"] == 64 and row["trained ctx"] == 8192
-    assert any("broken.gguf" in e.value and "does not parse" in e.value for e in at.error)
+    assert any("broken.gguf" in e.value and ("corrupt" in e.value or "does not parse" in e.value) for e in at.error)
 
 
 def test_monitor_page_draws_the_chart_from_the_sampler(rt: Runtime) -> None:
@@ -163,3 +165,47 @@ def test_history_page_shows_a_recorded_run(rt: Runtime) -> None:
     df = frame_with(at, "KV predicted (MiB)")
     assert df.iloc[0]["model"] == MODEL and df.iloc[0]["KV predicted (MiB)"] == df.iloc[0]["KV llama.cpp (MiB)"] == 22.5
     assert at.get("plotly_chart") and "field" in frame_with(at, "field").columns
+
+
+def test_models_page_download_verify_delete(rt: Runtime, smollm2, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from hub_server import FakeHub
+
+    hub = FakeHub()
+    hub.add("org/smol-GGUF", "Smol-copy.Q4_1.gguf", smollm2)
+    server, url = hub.serve()
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    try:
+        at = app()
+        at.switch_page("pages/models.py").run()
+        at.text_input(key="models-hf-repo").set_value("org/smol-GGUF")
+        at.button(key="models-hf-list").click().run()
+        at.button(key="models-hf-download").click().run()
+        assert not at.exception
+        (job,) = rt.jobs.jobs()
+        rt.jobs.wait(job, 60)
+        assert job.state == "done", job.error
+        at.run()
+        assert "Smol-copy.Q4_1.gguf" in list(frame_with(at, "file")["file"])
+        at.selectbox(key="models-manage").set_value("Smol-copy.Q4_1.gguf")
+        at.button(key="models-verify").click().run()
+        assert any("OK: sha256 b179c9523d0e" in s.value for s in at.success)
+        at.button(key="models-delete").click().run()
+        at.button(key="models-delete-confirm").click().run()
+        assert any("Deleted Smol-copy.Q4_1.gguf" in s.value for s in at.success)
+        assert not (rt.store.root / "Smol-copy.Q4_1.gguf").exists()
+        assert [r["action"] for r in rt.history.audit_log()][:2] == ["delete", "download"]
+    finally:
+        server.shutdown()
+
+
+def test_engine_page_starts_from_the_models_preset(rt: Runtime) -> None:
+    from zoe_panel.models.presets import Preset
+
+    rt.presets.save(MODEL, Preset(ctx=3072, cache_type_k="q8_0", cache_type_v="q8_0", parallel=2))
+    at = app()
+    assert at.number_input(key="engine-ctx").value == 3072
+    assert at.selectbox(key="engine-cache-type").value == "q8_0" and at.number_input(key="engine-parallel").value == 2
+    assert "saved preset" in texts(at)

@@ -76,3 +76,65 @@ def test_start_chat_watch_stop(browser, settings_with_model, zoe_home: Path) -> 
             rt.controller.stop(timeout_s=5)
         except Exception:
             pass
+
+
+def test_upload_checks_the_file_in_the_browser(
+    browser,
+    settings_with_model,
+    zoe_home: Path,
+    smollm2: Path,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    from zoe_panel.models.synth import SynthShape, read_tokenizer, write_synthetic
+
+    good = tmp_path / "tiny-upload.gguf"
+    write_synthetic(good, SynthShape(n_layer=2, n_embd=64, n_head=2, n_head_kv=1, n_ff=128), read_tokenizer(smollm2))
+    bad = tmp_path / "not-a-model.gguf"
+    bad.write_bytes(b"this is text, not GGUF\n" * 50)
+    env = {"ZOE_HOME": str(zoe_home), "ZOE_ENGINE_PORT": os.environ["ZOE_ENGINE_PORT"]}
+    with panel(free_port(), env) as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        page.set_default_timeout(60_000)
+        page.goto(url + "/models")
+        page.get_by_role("heading", name="Models").wait_for()
+        page.get_by_role("tab", name="Upload").click()
+        page.locator(".st-key-models-upload input[type=file]").set_input_files(str(bad))
+        page.get_by_text("not a GGUF file").wait_for()
+        page.locator(".st-key-models-upload input[type=file]").set_input_files(str(good))
+        page.get_by_text("Added tiny-upload.gguf").wait_for()
+    assert (zoe_home / "models" / "tiny-upload.gguf").stat().st_size == good.stat().st_size
+    assert not (zoe_home / "models" / "not-a-model.gguf").exists()
+
+
+def test_stop_mid_reply_in_the_browser(browser, settings_with_model, zoe_home: Path) -> None:  # type: ignore[no-untyped-def]
+    from zoe_panel.engine.metrics import engine_load
+
+    rt = Runtime(settings_with_model, sampler=False)
+    rt.start_engine(rt.default_spec("SmolLM2-135M-Instruct.Q4_1.gguf", ctx=4096))
+    st = rt.wait_ready(60)
+    env = {"ZOE_HOME": str(zoe_home), "ZOE_ENGINE_PORT": os.environ["ZOE_ENGINE_PORT"]}
+    try:
+        with panel(free_port(), env) as url:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(60_000)
+            page.goto(url + "/chat")
+            page.locator(".st-key-chat-max-tokens input").fill("3000")
+            page.locator(".st-key-chat-max-tokens input").press("Enter")
+            box = page.locator(".st-key-chat-input textarea")
+            box.fill("Write a very long story about dragons, with many chapters.")
+            box.press("Enter")
+            assistant = page.locator('[data-testid="stChatMessage"]').nth(1)
+            assistant.wait_for()
+            page.wait_for_function(
+                "() => { const m = document.querySelectorAll('[data-testid=stChatMessage]'); "
+                "return m.length > 1 && m[1].innerText.length > 40; }"
+            )
+            page.locator(".st-key-chat-stop button").first.click()
+            page.get_by_text("stopped", exact=True).wait_for()
+            assert len(page.locator('[data-testid="stChatMessage"]').nth(1).inner_text()) > 40
+            from conftest import wait_for
+
+            wait_for(lambda: engine_load(st.base_url or "").slots_busy == 0, 10)
+            assert (engine_load(st.base_url or "").tokens_predicted_total or 0) < 2500
+    finally:
+        rt.controller.stop()
