@@ -3,11 +3,17 @@
 import streamlit as st
 
 from zoe_panel.runtime import get_runtime
+from zoe_panel.ui.auth_view import allowed, login_page, logout_button
 from zoe_panel.ui.widgets import state_line
 
 st.set_page_config(page_title="Zoe Panel", page_icon=":material/memory:", layout="wide")
 
 rt = get_runtime()
+
+if not allowed(rt):
+    # Only the sign-in (or refusal) page exists for this session: no other page can run, whatever the URL.
+    st.navigation([st.Page(login_page, title="Sign in", url_path="signin")], position="hidden").run()
+    st.stop()
 
 pages = [
     st.Page("pages/engine.py", title="Engine", icon=":material/settings_power:", default=True),
@@ -17,6 +23,7 @@ pages = [
     st.Page("pages/suites.py", title="Suites", icon=":material/checklist:"),
     st.Page("pages/endpoint.py", title="Endpoint", icon=":material/hub:"),
     st.Page("pages/history.py", title="History", icon=":material/history:"),
+    st.Page("pages/audit.py", title="Audit log", icon=":material/policy:"),
     st.Page("pages/settings.py", title="Settings", icon=":material/tune:"),
 ]
 nav = st.navigation(pages)
@@ -30,5 +37,6 @@ def engine_badge() -> None:
 
 with st.sidebar:
     engine_badge()
+    logout_button(rt)
 
 nav.run()

@@ -14,6 +14,7 @@ from zoe_panel.ui.engine_view import (
     live_status,
     save_preset,
     start_from_form,
+    stop_engine,
 )
 from zoe_panel.ui.widgets import attempt
 
@@ -60,7 +61,7 @@ b1, b2, b3, _ = st.columns([1, 1, 1.4, 3])
 started = b1.button("Start", key="engine-start", type="primary", disabled=not models or not anyway)
 if started and attempt(lambda: start_from_form(rt, st.session_state, backend)):
     st.toast("Engine starting…")
-if b2.button("Stop", key="engine-stop") and attempt(lambda: rt.controller.stop()):
+if b2.button("Stop", key="engine-stop") and attempt(lambda: stop_engine(rt)):
     st.toast("Engine stopped.")
 if b3.button("Save as preset", key="engine-save-preset") and attempt(lambda: save_preset(rt, st.session_state)):
     st.toast("Preset saved for this model.")

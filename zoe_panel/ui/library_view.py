@@ -9,6 +9,7 @@ from zoe_panel.models.download import list_gguf
 from zoe_panel.models.library import add_upload, delete, verify
 from zoe_panel.models.quantize import TARGETS
 from zoe_panel.runtime import Runtime
+from zoe_panel.ui.auth_view import audit
 from zoe_panel.ui.widgets import attempt
 
 CHUNK = 8 << 20
@@ -28,6 +29,7 @@ def hub_panel(rt: Runtime) -> None:
     pick = st.selectbox("File", range(len(models)), format_func=lambda i: labels[i], key="models-hf-file")
     if st.button("Download", key="models-hf-download", type="primary"):
         job = attempt(lambda: rt.start_download(repo_seen, models[pick], revision=rev_seen))
+        audit(rt, "download", "started" if job else "refused", target=f"{repo_seen}/{models[pick].label}")
         if job:
             st.toast(f"Downloading {models[pick].label}…")
 
@@ -46,7 +48,7 @@ def upload_panel(rt: Runtime) -> None:
     path = attempt(
         lambda: add_upload(rt.store, up.name, chunks(), size=up.size, margin_bytes=rt.settings.disk_margin_bytes)
     )
-    rt.history.audit("upload", "ok" if path else "refused", target=up.name)
+    audit(rt, "upload", "ok" if path else "refused", target=up.name)
     if path:
         st.success(f"Added {path.name}.")
 
@@ -82,8 +84,11 @@ def manage_panel(rt: Runtime, names: list[str]) -> None:
                 f"{'OK' if result['ok'] else 'BAD'}: sha256 {', '.join(result['sha256'])} {result['error']}"
             )
     target = c2.selectbox("Quantize to", list(TARGETS), key="models-quant-type")
-    if c2.button("Quantize", key="models-quantize") and attempt(lambda: rt.start_quantize(name, target)):
-        st.toast(f"Quantizing {name} to {target}…")
+    if c2.button("Quantize", key="models-quantize"):
+        job = attempt(lambda: rt.start_quantize(name, target))
+        audit(rt, "quantize", "started" if job else "refused", target=f"{name} → {target}")
+        if job:
+            st.toast(f"Quantizing {name} to {target}…")
     if c3.button("Delete", key="models-delete"):
         st.session_state["models-delete-pending"] = name
     if st.session_state.get("models-delete-pending") == name:
@@ -92,7 +97,7 @@ def manage_panel(rt: Runtime, names: list[str]) -> None:
             status = rt.controller.status()
             in_use = status.spec.model if status.spec and status.state.is_running else None
             removed = attempt(lambda: delete(rt.store, name, in_use=in_use))
-            rt.history.audit("delete", "ok" if removed else "refused", target=name)
+            audit(rt, "delete", "ok" if removed else "refused", target=name)
             st.session_state.pop("models-delete-pending", None)
             if removed:
                 st.success(f"Deleted {name}.")

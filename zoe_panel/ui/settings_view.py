@@ -11,6 +11,7 @@ import streamlit as st
 from zoe_panel.errors import ZoePanelError
 from zoe_panel.runtime import Runtime, set_runtime
 from zoe_panel.settings import BACKENDS, DOCKER_GPU, ENV_NAMES, FLAVORS, RESTART_POLICIES, TELEMETRY, save_settings_file
+from zoe_panel.ui.auth_view import audit
 
 CHOICES = {
     "flavor": FLAVORS,
@@ -101,9 +102,9 @@ def apply(rt: Runtime, changes: dict[str, Any]) -> None:
         new = save_settings_file(rt.settings, changes)
     except ZoePanelError as e:
         st.error(str(e))
-        rt.history.audit("settings change", "refused", target=", ".join(changes), detail=str(e))
+        audit(rt, "settings change", "refused", target=", ".join(changes), detail=str(e))
         return
     shown = ", ".join(f"{k}={'***' if k in SECRET else v}" for k, v in changes.items())
-    rt.history.audit("settings change", "ok", target=shown)
+    audit(rt, "settings change", "ok", target=shown)
     set_runtime(Runtime(dataclasses.replace(new)))  # every session picks up the new settings on its next run
     st.success(f"Saved to {new.settings_file}: {shown}")

@@ -56,3 +56,19 @@ def session_get(key: str, factory: Callable[[], Any]) -> Any:
     if key not in st.session_state:
         st.session_state[key] = factory()
     return st.session_state[key]
+
+
+def audit_rows(rt: Any, limit: int = 1000) -> list[dict[str, Any]]:
+    import datetime as dt
+
+    return [
+        {
+            "time": dt.datetime.fromtimestamp(r["t"]).strftime("%Y-%m-%d %H:%M:%S"),
+            "client": r["client"],
+            "action": r["action"],
+            "target": r["target"],
+            "outcome": r["outcome"],
+            "detail": r["detail"],
+        }
+        for r in rt.history.audit_log(limit)
+    ]
