@@ -4,6 +4,7 @@ import streamlit as st
 
 from zoe_panel.runtime import get_runtime
 from zoe_panel.ui.auth_view import allowed, login_page, logout_button
+from zoe_panel.ui.boot import app_run, follow_deep_link
 from zoe_panel.ui.widgets import state_line
 
 st.set_page_config(page_title="Zoe Panel", page_icon=":material/memory:", layout="wide")
@@ -27,6 +28,7 @@ pages = [
     st.Page("pages/settings.py", title="Settings", icon=":material/tune:"),
 ]
 nav = st.navigation(pages)
+follow_deep_link(pages)
 
 
 @st.fragment(run_every=2.0)
@@ -39,4 +41,5 @@ with st.sidebar:
     engine_badge()
     logout_button(rt)
 
-nav.run()
+with app_run():
+    nav.run()

@@ -3,7 +3,10 @@
 import streamlit as st
 
 from zoe_panel.runtime import get_runtime
+from zoe_panel.ui.boot import guard
 from zoe_panel.ui.widgets import audit_rows
+
+guard()
 
 rt = get_runtime()
 st.title("Audit log")

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from zoe_panel.ui.boot import guard
 from zoe_panel.ui.chat_view import (
     chat_controls,
     edit_box,
@@ -11,6 +12,8 @@ from zoe_panel.ui.chat_view import (
     reply,
     session,
 )
+
+guard()
 
 st.title("Chat")
 chat = session()

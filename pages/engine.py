@@ -5,6 +5,7 @@ import streamlit as st
 from zoe_panel.engine.base import CACHE_TYPES, FLASH_ATTN
 from zoe_panel.runtime import get_runtime
 from zoe_panel.settings import FLAVORS
+from zoe_panel.ui.boot import guard
 from zoe_panel.ui.docker_view import backend_panel, export_panel
 from zoe_panel.ui.engine_view import (
     apply_preset,
@@ -17,6 +18,8 @@ from zoe_panel.ui.engine_view import (
     stop_engine,
 )
 from zoe_panel.ui.widgets import attempt
+
+guard()
 
 rt = get_runtime()
 st.title("Engine")

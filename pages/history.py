@@ -3,7 +3,10 @@
 import streamlit as st
 
 from zoe_panel.runtime import get_runtime
+from zoe_panel.ui.boot import guard
 from zoe_panel.ui.history_view import compare_runs, run_chart, runs_table
+
+guard()
 
 rt = get_runtime()
 st.title("History")

@@ -3,8 +3,11 @@
 import streamlit as st
 
 from zoe_panel.runtime import get_runtime
+from zoe_panel.ui.boot import guard
 from zoe_panel.ui.library_view import hub_panel, jobs_panel, manage_panel, upload_panel
 from zoe_panel.ui.models_view import model_rows
+
+guard()
 
 rt = get_runtime()
 st.title("Models")

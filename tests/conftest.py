@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,3 +109,31 @@ def runtime(settings_with_model: Settings) -> Iterator:  # type: ignore[type-arg
     except Exception:
         pass
     rt.close()
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 130 MB tmpfs, mounted and removed by the test (root only)."""
+    require(os.geteuid() == 0, "mounting a size-limited tmpfs needs root")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=130m", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    """Print the fault table (and write it to $ZOE_FAULT_REPORT) when fault tests ran."""
+    import faultkit
+
+    if not faultkit.ROWS:
+        return
+    text = faultkit.table()
+    terminalreporter.write_sep("=", "fault suite")
+    terminalreporter.write_line(text)
+    out = os.environ.get("ZOE_FAULT_REPORT")
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text("# Fault suite\n\n" + text + "\n")

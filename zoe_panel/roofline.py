@@ -11,6 +11,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # GB/s (10^9), vendors' datasheets
 KNOWN_GBPS: dict[str, float] = {
@@ -85,3 +86,12 @@ def bandwidth(
 def ceiling_tokens_per_s(bw: Bandwidth, weights_bytes: int, kv_bytes_per_token: int, context_tokens: int) -> float:
     per_token = weights_bytes + kv_bytes_per_token * max(0, context_tokens)
     return bw.gbps * 1e9 / per_token if per_token else 0.0
+
+
+def ceiling_for(est: Any, stats: dict[str, Any], bw: Bandwidth) -> float:
+    """Ceiling for one reply: weights on the device (all of them on a CPU or Jetson) plus the KV of the
+    tokens in its context (prompt + generated), per token."""
+    weights = est.weights_gpu_bytes or est.weights_bytes
+    per_token = est.kv_bytes // max(1, est.kv_cells)
+    tokens = int(stats.get("prompt_tokens") or 0) + int(stats.get("completion_tokens") or 0)
+    return ceiling_tokens_per_s(bw, weights, per_token, tokens)

@@ -22,6 +22,7 @@ from zoe_panel.engine.docker import DockerEngine
 from zoe_panel.engine.loadlog import parse_lines
 from zoe_panel.engine.logfile import parse_stamped
 from zoe_panel.engine.process import ProcessEngine
+from zoe_panel.engine.restore import DesiredEngine
 from zoe_panel.errors import EngineError, EngineNotRunning, InvalidModelError, ZoePanelError
 from zoe_panel.history import History
 from zoe_panel.jobs import Job, JobManager
@@ -33,7 +34,7 @@ from zoe_panel.models.quantize import plan as quantize_plan
 from zoe_panel.models.quantize import run as quantize_run
 from zoe_panel.models.store import ModelStore
 from zoe_panel.recorder import RunRecorder
-from zoe_panel.roofline import Bandwidth, bandwidth, ceiling_tokens_per_s
+from zoe_panel.roofline import Bandwidth, bandwidth, ceiling_for
 from zoe_panel.settings import Settings, load_settings
 from zoe_panel.telemetry.base import Sample
 from zoe_panel.telemetry.registry import pick_source
@@ -72,6 +73,7 @@ class Runtime:
         )
         self.controller.add_listener(self._on_engine_event)
         self.jobs = JobManager(on_finish=self._on_job_done)
+        self.desired = DesiredEngine(settings.state_dir)
         self.login_limiter = LoginLimiter(settings.login_max_attempts, settings.login_lockout_s)
         self.presets = PresetStore(settings.state_dir / "presets.json")
         self.verify_log = VerifyLog(settings.state_dir / "verify.json")
@@ -80,6 +82,7 @@ class Runtime:
         self._bandwidth: Bandwidth | None = None
         if sampler:
             self.start_sampler()
+            self.restore_engine()  # the panel process, not the CLI, brings a lost engine back
 
     # -- telemetry ------------------------------------------------------------------------
     def start_sampler(self) -> Sampler:
@@ -114,7 +117,19 @@ class Runtime:
     def _on_engine_event(self, event: str, status: EngineStatus) -> None:
         if event == "start" and self.sampler is not None:
             self.sampler.boost(30.0)
+        self.desired.remember(event, status)
         self.recorder.observe(status, self.ring.latest())
+
+    def restore_engine(self) -> EngineStatus | None:
+        """Bring back the engine that ran when the panel or the machine went down (setting restore_on_boot)."""
+        if not self.settings.restore_on_boot:
+            return None
+        return self.desired.restore(
+            self.controller,
+            lambda outcome, target, detail: self.history.audit(
+                "restore", outcome, client="panel", target=target, detail=detail
+            ),
+        )
 
     def engine_pid(self) -> int | None:
         """The engine's host pid (a container's processes are host processes too)."""
@@ -288,11 +303,8 @@ class Runtime:
             est = self.memory.estimate(st.spec, calibrated=False)
         except ZoePanelError:
             return None
-        weights = est.weights_gpu_bytes or est.weights_bytes
-        per_token = est.kv_bytes // max(1, est.kv_cells)
-        tokens = int(stats.get("prompt_tokens") or 0) + int(stats.get("completion_tokens") or 0)
         bw = self.bandwidth()
-        return ceiling_tokens_per_s(bw, weights, per_token, tokens), bw
+        return ceiling_for(est, stats, bw), bw
 
     def chat_client(self) -> ChatClient:
         """A shared client for the READY engine; httpx.Client is thread-safe and keeps

@@ -46,7 +46,7 @@ def test_start_chat_watch_stop(browser, settings_with_model, zoe_home: Path) -> 
             ctx = page.locator(".st-key-engine-ctx input")
             ctx.fill("2048")
             ctx.press("Enter")
-            page.locator(".st-key-engine-start button").click()
+            page.locator(".st-key-engine-start button").first.click()
             state = page.locator(".st-key-engine-state")
             state.get_by_text("READY").wait_for()
 
@@ -62,12 +62,12 @@ def test_start_chat_watch_stop(browser, settings_with_model, zoe_home: Path) -> 
             assert "TTFT" in stats.inner_text()
 
             page.get_by_role("link", name="Monitor").click()
-            chart = page.locator(".st-key-monitor-chart .js-plotly-plot")
+            chart = page.locator(".st-key-monitor-chart .js-plotly-plot").first
             chart.wait_for()
             assert chart.locator(".scatterlayer, .gl-container").count() > 0
 
             page.get_by_role("link", name="Engine").click()
-            page.locator(".st-key-engine-stop button").click()
+            page.locator(".st-key-engine-stop button").first.click()
             page.locator(".st-key-engine-state").get_by_text("STOPPED").wait_for()
             page.screenshot(path=str(zoe_home / "engine-stopped.png"))
     finally:

@@ -154,19 +154,6 @@ def test_hf_token_and_endpoint_come_from_the_environment(
     assert out.returncode == 0 and {r["label"] for r in json.loads(out.stdout)} >= {SMOL}
 
 
-@pytest.fixture
-def small_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 130 MB tmpfs, mounted and removed by the test (root only)."""
-    require(os.geteuid() == 0, "mounting a size-limited tmpfs needs root")
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=130m", "tmpfs", str(mnt)], check=True)
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
 def test_full_disk_during_download_leaves_no_partial_file(
     small_fs: Path, smollm2: Path, hub: tuple[FakeHub, str]
 ) -> None:

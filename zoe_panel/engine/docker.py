@@ -278,6 +278,11 @@ class DockerEngine:
             reason += " (Docker reports the container was OOM-killed)"
         if status == "restarting":
             reason += f"; restarting ({common['restarts']} so far)"
+        elif self.settings.restart_policy == "on-failure" and common["restarts"] >= self.settings.restart_max:
+            reason += (
+                f"; crash loop: Docker restarted it {common['restarts']} times (restart_max "
+                f"{self.settings.restart_max}) and gave up"
+            )
         tail = tuple(line.split(" ", 1)[-1] for line in self.logs(30))
         return EngineStatus(EngineState.FAILED, exit_code=code, reason=reason, log_tail=tail, **{**common, "pid": None})
 

@@ -1,0 +1,44 @@
+"""Restore on boot: remember what should run (written on Start, removed on Stop) and bring it back
+when the panel comes up and finds it gone (panel restart, machine reboot)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from zoe_panel.engine.base import EngineSpec, EngineStatus
+from zoe_panel.engine.controller import EngineController
+from zoe_panel.engine.supervisor import write_json_atomic
+from zoe_panel.errors import ZoePanelError
+
+
+class DesiredEngine:
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "engine" / "desired.json"
+
+    def remember(self, event: str, status: EngineStatus) -> None:
+        if event == "start" and status.spec is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.path, {"spec": status.spec.to_json(), "backend": status.backend})
+            os.chmod(self.path, 0o600)  # the spec carries the engine's API key
+        elif event == "stop":
+            self.path.unlink(missing_ok=True)
+
+    def restore(self, controller: EngineController, audit: Callable[[str, str, str], None]) -> EngineStatus | None:
+        """Start the remembered engine if none runs now; None when there was nothing to do."""
+        try:
+            desired = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+        if controller.status(max_age_s=0).state.is_running:
+            return None  # still running: re-attached, nothing to restore
+        try:
+            spec = EngineSpec.from_json(desired["spec"])
+            status = controller.start(spec, backend=desired.get("backend", "process"))
+        except (ZoePanelError, KeyError, TypeError) as e:
+            audit("failed", "", str(e)[:300])
+            return None
+        audit("ok", spec.model_name, "")
+        return status
