@@ -30,7 +30,7 @@ bench: setup
 	@scripts/bench.sh
 
 faults: setup
-	@scripts/test.sh -m faults
+	@ZOE_FAULT_FULL=1 ZOE_FAULT_REPORT=bench/results/faults.md scripts/test.sh -m faults
 
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache .mypy_cache
