@@ -4,12 +4,13 @@ import streamlit as st
 
 from zoe_panel.runtime import get_runtime
 from zoe_panel.ui.auth_view import allowed, login_page, logout_button
-from zoe_panel.ui.boot import app_run, follow_deep_link
+from zoe_panel.ui.boot import app_run, follow_deep_link, mark_app_seen
 from zoe_panel.ui.widgets import state_line
 
 st.set_page_config(page_title="Zoe Panel", page_icon=":material/memory:", layout="wide")
 
 rt = get_runtime()
+mark_app_seen()
 
 if not allowed(rt):
     # Only the sign-in (or refusal) page exists for this session: no other page can run, whatever the URL.

@@ -209,3 +209,23 @@ def test_engine_page_starts_from_the_models_preset(rt: Runtime) -> None:
     assert at.number_input(key="engine-ctx").value == 3072
     assert at.selectbox(key="engine-cache-type").value == "q8_0" and at.number_input(key="engine-parallel").value == 2
     assert "saved preset" in texts(at)
+
+
+def test_sign_in_gate_covers_every_page(rt: Runtime, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from zoe_panel.auth import hash_password
+
+    gated = Runtime(rt.settings.replace(password_hash=hash_password("open sesame 123")), sampler=False)
+    set_runtime(gated)
+    at = app()
+    assert any("Sign in to Zoe Panel" in t.value for t in at.title)
+    for page in PAGES:  # no page exists for a session that has not signed in
+        with pytest.raises(ValueError, match=r"Known pages: \['Sign in'\]"):
+            at.switch_page(page)
+    assert [b.key for b in at.button if b.key and b.key.startswith(("engine-", "models-", "chat-"))] == []
+    at.text_input(key="login-password").set_value("wrong one!")
+    at.button[0].click().run()
+    assert any("Wrong password" in e.value for e in at.error)
+    at.text_input(key="login-password").set_value("open sesame 123")
+    at.button[0].click().run()
+    assert not at.exception and "engine-start" in [b.key for b in at.button]
+    assert [r["action"] + ":" + r["outcome"] for r in gated.history.audit_log(2)] == ["login:ok", "login:failed"]

@@ -1,9 +1,9 @@
 """Pages run only inside app.py's navigation (and so behind its sign-in gate).
 
-Streamlit serves a pages/ folder by itself until a session's main script has called
-st.navigation, so the very first request of a fresh server to a deep link such as /engine would
-run pages/engine.py without app.py. Every page therefore starts with ``guard()``: outside app.py's
-run it switches to app.py, which applies the gate and the navigation.
+Streamlit can run a script of the pages/ folder by itself: the very first request of a fresh server
+to a deep link such as /engine, and some reruns. Every page therefore starts with ``guard()``:
+outside app.py's run it sends a session that never ran app.py through it, and otherwise applies
+the same sign-in gate itself.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import streamlit as st
 
 _local = threading.local()
 DEEP_LINK = "zoe-deep-link"
+APP_SEEN = "zoe-app-seen"
 
 
 @contextmanager
@@ -35,11 +36,26 @@ def running_in_app() -> bool:
     return bool(getattr(_local, "active", False))
 
 
+def mark_app_seen() -> None:
+    st.session_state[APP_SEEN] = True
+
+
 def guard() -> None:
-    if not running_in_app():
+    """First line of every page: only ever render behind the sign-in gate."""
+    if running_in_app():
+        return
+    if not st.session_state.get(APP_SEEN):
+        # This session's very first run came straight to a page: go through app.py, then on to it.
         caller = sys._getframe(1).f_globals.get("__file__", "")
-        st.session_state[DEEP_LINK] = Path(caller).name  # app.py sends the browser on to it
+        st.session_state[DEEP_LINK] = Path(caller).name
         st.switch_page("app.py")
+    # A rerun that Streamlit ran on the page alone (it keeps the widget event): gate it here.
+    from zoe_panel.runtime import get_runtime
+    from zoe_panel.ui.auth_view import allowed, login_page
+
+    if not allowed(get_runtime()):
+        login_page()
+        st.stop()
 
 
 def follow_deep_link(pages: Sequence[Any]) -> None:
