@@ -159,17 +159,29 @@ class ChatStream:
         rate = (n - 1) / gen_s if n > 1 and gen_s > 0 else 0.0
         return {"elapsed_s": elapsed, "tokens": float(n), "tokens_per_s": rate}
 
+    def _open(self) -> httpx.Response:
+        """Send the request. llama-server may close a kept-alive connection just as it is reused;
+        that fails before any response, so the engine never saw the request: send it once more."""
+        request = self._client.build_request("POST", self._url, json=self._body, headers=self._headers)
+        try:
+            return self._client.send(request, stream=True)
+        except (httpx.RemoteProtocolError, httpx.ReadError):
+            return self._client.send(request, stream=True)
+
     def __iter__(self) -> Iterator[ChatDelta]:
         self.started = time.perf_counter()
         try:
-            with self._client.stream("POST", self._url, json=self._body, headers=self._headers) as r:
-                self._response = r
+            r = self._open()
+            self._response = r
+            try:
                 if r.status_code != 200:
                     raise ChatError(explain_http_error(r.status_code, r.read().decode("utf-8", "replace")))
                 for kind, data in iter_sse(r.iter_lines()):
                     yield from self._handle(kind, data)
                     if self.done:
                         break
+            finally:
+                r.close()
         except httpx.ConnectError as e:
             self._fail(f"cannot reach the engine at {self._url} ({e}); is it READY?")
         except (httpx.RemoteProtocolError, httpx.ReadError) as e:

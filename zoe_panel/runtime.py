@@ -265,10 +265,12 @@ class Runtime:
             manual = Sampler(pick_source("host")[0], self.ring, engine_pid=self.engine_pid)
         deadline = time.monotonic() + timeout_s
         period = 1.0 / self.settings.sample_hz_loading
+        next_sample = 0.0
         while True:
             st = self.controller.status(max_age_s=0)
-            if manual is not None:
+            if manual is not None and (time.monotonic() >= next_sample or st.state != EngineState.STARTING):
                 self.recorder.observe(st, manual.sample_once())
+                next_sample = time.monotonic() + period
             if st.state == EngineState.READY:
                 self.recorder.flush()
                 return st
@@ -282,7 +284,7 @@ class Runtime:
                 )
                 d = self.diagnose(st)
                 raise EngineError(why + (f"\n{d.text()}" if d else ""))
-            time.sleep(period)
+            time.sleep(0.02)  # readiness is polled fast; samples stay at the loading rate
 
     def bandwidth(self) -> Bandwidth:
         """Memory bandwidth for the decode ceiling: settings, the known-device table, or measured once."""

@@ -53,7 +53,10 @@ def probe(spec: EngineSpec, *, loaded: bool, timeout_s: float = 1.0) -> Probe:
         return _tcp_probe(host, spec.port, timeout_s)
     path = "/health" if spec.flavor == "llama-server" else "/v1/models"
     try:
-        r = _http().get(base + path, timeout=timeout_s, headers=auth_headers(spec.api_key))
+        try:
+            r = _http().get(base + path, timeout=timeout_s, headers=auth_headers(spec.api_key))
+        except httpx.RemoteProtocolError:  # a kept-alive connection the engine had just closed
+            r = _http().get(base + path, timeout=timeout_s, headers=auth_headers(spec.api_key))
     except httpx.TimeoutException:
         return Probe(False, True, f"{path} timed out")
     except httpx.HTTPError as e:

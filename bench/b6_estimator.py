@@ -1,0 +1,88 @@
+"""Benchmark 6: estimator accuracy over the KV test matrix. KV bytes ours vs what llama.cpp printed
+(must be equal), the predicted total vs the engine's measured peak RSS (after warm-up), and
+llama.cpp's own --fit projection ("projected to use N MiB") beside them."""
+
+from __future__ import annotations
+
+import sys
+
+from common import MIB, ROOT, Table, scratch_runtime
+
+sys.path.insert(0, str(ROOT / "tests"))
+from kv_cases import CASES, SYNTH
+
+from zoe_panel.models.demo import SMOLLM2
+from zoe_panel.models.synth import read_tokenizer, write_synthetic
+from zoe_panel.trial import trial_run
+
+
+def main(smoke: bool = False) -> Table:
+    cases = CASES[:3] if smoke else CASES
+    rt = scratch_runtime()
+    tok = read_tokenizer(rt.store.root / SMOLLM2.filename)
+    for name, shape in SYNTH.items():
+        if any(c.model == name for c in cases):
+            write_synthetic(rt.store.root / name, shape, tok, seed=len(name))
+    t = Table(
+        f"6. Estimator accuracy over the KV matrix ({len(cases)} configurations, real llama-server)",
+        [
+            "configuration",
+            "KV ours (MiB)",
+            "KV llama.cpp (MiB)",
+            "KV equal",
+            "total predicted (MiB)",
+            "peak RSS measured (MiB)",
+            "error (MiB)",
+            "error %",
+            "llama.cpp --fit projection (MiB)",
+            "projection error %",
+        ],
+    )
+    equal = 0
+    errors = []
+    for c in cases:
+        spec = rt.default_spec(
+            c.model,
+            ctx=c.ctx,
+            parallel=c.parallel,
+            kv_unified=c.unified,
+            cache_type_k=c.cache,
+            cache_type_v=c.cache,
+            flash_attn=c.flash_attn,
+            ubatch=c.ubatch,
+            swa_full=c.swa_full,
+        )
+        r = trial_run(rt, spec, timeout_s=90, settle_s=1.0)
+        kv_ours = r.estimate.kv_bytes / MIB
+        kv_llama = sum(e.bytes or 0 for e in r.kv_events()) / MIB
+        same = round(kv_ours, 2) == round(kv_llama, 2)
+        equal += same
+        pred = r.estimate.total_bytes / MIB
+        meas = r.peak_rss_bytes / MIB
+        proj = r.fit_projection_bytes()
+        err = meas - pred
+        errors.append(abs(err) / meas * 100 if meas else 0.0)
+        t.add(
+            str(c),
+            round(kv_ours, 2),
+            round(kv_llama, 2),
+            same,
+            round(pred, 1),
+            round(meas, 1),
+            round(err, 1),
+            round(100 * err / meas, 1) if meas else None,
+            round(proj / MIB) if proj else None,
+            round(100 * (meas - proj / MIB) / meas, 1) if proj and meas else None,
+        )
+    rt.close()
+    t.notes.append(
+        f"KV bytes equal in {equal}/{len(cases)} configurations. Total: mean |error| "
+        f"{sum(errors) / len(errors):.1f} % of the measured peak. Peak RSS = the engine's resident memory "
+        "after load and warm-up (weights mapped from the file count as they are touched). The --fit "
+        "projection is llama.cpp's own estimate of its buffers (no process overhead)."
+    )
+    return t
+
+
+if __name__ == "__main__":
+    print(main().markdown())

@@ -1,0 +1,73 @@
+"""Run the benchmarks: each prints a table with its baseline and ratio; BENCHMARKS.md gets them all.
+
+    python bench/run.py [--smoke] [--only 1,3] [--out BENCHMARKS.md]
+
+--smoke: a few iterations each (CI runs it to keep the benchmarks working; no numbers are judged).
+The GPU benchmark (7) runs on an NVIDIA machine with bench/gpu_run.sh; its last result is kept in
+bench/results/h100/ and included here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, machine
+
+BENCHES = {
+    1: "b1_chat_overhead",
+    2: "b2_default_vs_tuned",
+    3: "b3_readiness",
+    4: "b4_sampler",
+    5: "b5_footprint",
+    6: "b6_estimator",
+}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--smoke", action="store_true")
+    p.add_argument("--only", default="")
+    p.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    args = p.parse_args()
+    chosen = [int(x) for x in args.only.split(",") if x] or list(BENCHES)
+    parts = [
+        "# Benchmarks",
+        "",
+        f"Machine: {machine()}",
+        "",
+        "Every table has a baseline measured in the same run; ratios are ours / baseline. "
+        + ("SMOKE RUN: few iterations, numbers not meaningful." if args.smoke else ""),
+        "",
+    ]
+    failed = 0
+    for n in chosen:
+        t0 = time.monotonic()
+        try:
+            table = importlib.import_module(BENCHES[n]).main(smoke=args.smoke)
+            text = table.markdown() + f"\n_{time.monotonic() - t0:.0f} s_\n"
+        except Exception:
+            failed += 1
+            text = f"### {n}. {BENCHES[n]} FAILED\n\n```\n{traceback.format_exc()[-2000:]}\n```\n"
+        print(text, flush=True)
+        parts.append(text)
+    gpu = ROOT / "bench/results/h100/gpu-bench.md"
+    if gpu.exists() and not args.only:
+        parts += [
+            "## 7. NVIDIA H100 (bench/gpu_run.sh on the device machine; last run)",
+            "",
+            gpu.read_text().replace("## GPU run", "GPU").replace("### ", "#### "),
+            "",
+        ]
+    Path(args.out).write_text("\n".join(parts))
+    print(f"wrote {args.out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

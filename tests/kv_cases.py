@@ -1,0 +1,72 @@
+"""The configurations the KV-cache matrix runs against the real engine (tests and bench/b6)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from zoe_panel.models.demo import GEMMA3_270M, SMOLLM2
+from zoe_panel.models.synth import SynthShape
+
+SYNTH = {
+    "synth-llama-gqa4.gguf": SynthShape(n_layer=6, n_embd=256, n_head=8, n_head_kv=2),
+    "synth-llama-mha.gguf": SynthShape(n_layer=3, n_embd=128, n_head=4, n_head_kv=4),
+    "synth-llama-mqa-h128.gguf": SynthShape(n_layer=5, n_embd=256, n_head=4, n_head_kv=1, head_dim=128),
+    "synth-deci-perlayer.gguf": SynthShape(
+        arch="deci", n_layer=4, n_embd=128, n_head=4, n_head_kv=(4, 2, 1, 2), head_dim=64
+    ),
+    "synth-gemma3-swa6.gguf": SynthShape(
+        arch="gemma3", n_layer=7, n_embd=128, n_head=4, n_head_kv=2, head_dim=64, sliding_window=256
+    ),
+    "synth-gemma3-swa3.gguf": SynthShape(
+        arch="gemma3", n_layer=9, n_embd=128, n_head=2, n_head_kv=1, head_dim=128, sliding_window=384, swa_pattern=3
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    model: str
+    ctx: int
+    parallel: int = 1
+    unified: bool = True
+    cache: str = "f16"
+    flash_attn: str = "auto"
+    ubatch: int = 512
+    swa_full: bool = False
+
+    def __str__(self) -> str:
+        return (
+            f"{self.model.split('.')[0]}-c{self.ctx}-np{self.parallel}{'u' if self.unified else 's'}-"
+            f"{self.cache}-fa{self.flash_attn}-ub{self.ubatch}{'-swafull' if self.swa_full else ''}"
+        )
+
+
+S, G = SMOLLM2.filename, GEMMA3_270M.filename
+CASES = [
+    Case(S, 512),
+    Case(S, 1000),
+    Case(S, 4096),
+    Case(S, 8192, cache="q8_0"),
+    Case(S, 4096, cache="q4_0"),
+    Case(S, 2048, parallel=4),
+    Case(S, 4096, parallel=3, unified=False),
+    Case(S, 2048, flash_attn="off"),
+    Case(S, 2048, cache="q5_1"),
+    Case(S, 2048, cache="iq4_nl"),
+    Case(S, 2048, cache="bf16"),
+    Case(G, 2048),
+    Case(G, 8192),
+    Case(G, 4096, parallel=4),
+    Case(G, 4096, parallel=2, unified=False),
+    Case(G, 4096, ubatch=128),
+    Case(G, 4096, swa_full=True),
+    Case(G, 4096, cache="q8_0"),
+    Case("synth-llama-gqa4.gguf", 3000),
+    Case("synth-llama-mha.gguf", 1024, cache="q4_0"),
+    Case("synth-llama-mqa-h128.gguf", 2048, parallel=2, unified=False),
+    Case("synth-deci-perlayer.gguf", 1024),
+    Case("synth-deci-perlayer.gguf", 1024, flash_attn="off"),
+    Case("synth-gemma3-swa6.gguf", 2048),
+    Case("synth-gemma3-swa6.gguf", 2048, parallel=3),
+    Case("synth-gemma3-swa3.gguf", 4096, cache="q8_0"),
+]
