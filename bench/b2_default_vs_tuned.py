@@ -74,7 +74,7 @@ def hand_tuned(binary: str, model: str, port: int) -> subprocess.Popen[bytes]:
 
 
 def main(smoke: bool = False) -> Table:
-    blocks, per_block, max_tokens = (1, 2, 32) if smoke else (3, 4, 128)
+    blocks, per_block, max_tokens = (1, 2, 32) if smoke else (6, 5, 128)
     rt = scratch_runtime()
     binary = find_llama_server(rt.settings)
     model = str(rt.store.root / SMOL)
