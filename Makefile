@@ -25,6 +25,7 @@ test-fast: setup
 lint:
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 bench: setup
 	@scripts/bench.sh

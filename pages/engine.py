@@ -24,7 +24,7 @@ guard()
 rt = get_runtime()
 st.title("Engine")
 
-models = [e for e in rt.store.list() if e.ok]
+models = [e for e in rt.store.entries() if e.ok]
 if not models:
     st.warning(f"No usable GGUF model in {rt.store.root}. Add one on the Models page.")
 init_form(rt, [e.name for e in models])

@@ -28,6 +28,8 @@ PYEOF
 echo ">> ruff"
 $PY -m ruff check .
 $PY -m ruff format --check . >/dev/null || { echo "ruff format would change files: run 'ruff format .'"; exit 1; }
+echo ">> mypy (strict, zoe_panel)"
+$PY -m mypy --no-error-summary
 
 # JetPack 6 ships Python 3.10: run the pure unit tests there too when an interpreter exists.
 if [ "$#" -eq 0 ] && scripts/py310_venv.sh; then

@@ -67,7 +67,7 @@ class ChatDelta:
 
 def iter_sse(lines: Iterable[str]) -> Iterator[tuple[str, str]]:
     """SSE lines -> (field, data) per event. Comments (``:`` keep-alives) are skipped."""
-    name, data = "", []
+    name, data = "", list[str]()
     for raw in lines:
         line = raw.rstrip("\r\n")
         if not line:

@@ -45,7 +45,7 @@ def cmd_models(rt: Runtime, args: argparse.Namespace) -> int:
     from zoe_panel.models.store import describe
 
     rows = []
-    for e in rt.store.list():
+    for e in rt.store.entries():
         row: dict[str, Any] = {"name": e.name, "path": str(e.path), "size_bytes": e.size_bytes, "ok": e.ok}
         if e.info is not None:
             row.update(describe(e.info))
@@ -153,8 +153,8 @@ def cmd_demo_model(rt: Runtime, args: argparse.Namespace) -> int:
     from zoe_panel.models import demo
 
     if args.name:
-        path = demo.install_model(demo.MODELS[args.name], rt.store.root, rt.settings.cache_dir)
-        _emit(args, {"path": str(path)}, f"{path}")
+        installed = demo.install_model(demo.MODELS[args.name], rt.store.root, rt.settings.cache_dir)
+        _emit(args, {"path": str(installed)}, f"{installed}")
         return 0
     path = demo.ensure_demo_model(rt.store.root, rt.settings.cache_dir)
     text = f"demo model installed: {path}" if path else f"models folder {rt.store.root} already has a model"
@@ -258,7 +258,7 @@ def cmd_export(rt: Runtime, args: argparse.Namespace) -> int:
 
     spec = rt.default_spec(args.model, ctx=args.ctx)
     eng = rt.docker_engine
-    kw = dict(
+    kw: dict[str, Any] = dict(
         image=args.image or eng.image_ref(),
         models_root=rt.store.root,
         binary=rt.settings.docker_llama_server,

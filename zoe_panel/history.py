@@ -220,7 +220,8 @@ class History:
         )
 
     def chat_stats(self, run_id: str | None = None, suite: str | None = None) -> list[dict[str, Any]]:
-        sql, args = "SELECT * FROM chat_stats WHERE 1=1", []
+        sql = "SELECT * FROM chat_stats WHERE 1=1"
+        args: list[Any] = []
         if run_id:
             sql, args = sql + " AND run_id = ?", [*args, run_id]
         if suite:

@@ -94,7 +94,7 @@ def test_split_model_downloads_as_one_library_entry(rt: Runtime, hub: tuple[Fake
     _, url = hub
     model = next(m for m in dl.list_gguf("org/smol-GGUF", endpoint=url) if m.label.startswith("tiny"))
     dl.download(rt.store, "org/smol-GGUF", model, endpoint=url, margin_bytes=0)
-    entries = {e.name: e for e in rt.store.list()}
+    entries = {e.name: e for e in rt.store.entries()}
     assert "tiny-00001-of-00002.gguf" in entries and "tiny-00002-of-00002.gguf" not in entries
     e = entries["tiny-00001-of-00002.gguf"]
     assert e.ok and e.size_bytes == sum(f.size for f in model.files)

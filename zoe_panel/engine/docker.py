@@ -266,8 +266,8 @@ class DockerEngine:
             result = probe(spec, loaded=False)
             if result.ready:
                 return EngineStatus(EngineState.READY, **common)
-            tail = "\n".join(self.logs(80))
-            if any(m in tail for m in READY_MARKERS):
+            recent = "\n".join(self.logs(80))
+            if any(m in recent for m in READY_MARKERS):
                 return EngineStatus(EngineState.UNHEALTHY, reason=f"health check failed: {result.detail}", **common)
             return EngineStatus(EngineState.STARTING, reason=result.detail, **common)
         if status == "created":

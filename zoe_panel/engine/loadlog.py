@@ -210,14 +210,14 @@ def parse_line(t: float, line: str) -> LoadEvent | None:
     for kind, rx in _FAILURES:
         m = rx.search(text)
         if m:
-            detail: dict[str, Any] = {"kind": kind}
+            info: dict[str, Any] = {"kind": kind}
             if kind == "unknown_arch":
-                detail["architecture"] = m[1]
+                info["architecture"] = m[1]
             size = re.search(r"(?:allocating|size of|buffer of size)\s+([\d.]+)\s*(MiB)?", text)
             nbytes = None
             if size:
                 nbytes = _mib(size[1]) if size[2] else int(float(size[1]))
-            return LoadEvent(t, "failure", text, nbytes, "", detail)
+            return LoadEvent(t, "failure", text, nbytes, "", info)
     return None
 
 

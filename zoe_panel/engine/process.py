@@ -237,9 +237,9 @@ class ProcessEngine:
         child_alive = _alive(sup.get("child_pid"))
         if not alive and not child_alive and meta.get("stopped_at"):
             raise EngineNotRunning("the engine is already stopped")
-        if alive:
+        if alive and sup_pid:
             try:
-                os.kill(sup_pid, signal.SIGTERM)
+                os.kill(int(sup_pid), signal.SIGTERM)
             except ProcessLookupError:
                 pass
             self._wait_gone(sup_pid, timeout_s + 3.0)

@@ -117,7 +117,7 @@ def _first_line(e: BaseException) -> str:
 def _progress_class(on_bytes: Callable[[int], None], cancel: threading.Event) -> type:
     from tqdm.std import tqdm
 
-    class Progress(tqdm):  # type: ignore[misc,type-arg]
+    class Progress(tqdm):  # type: ignore[misc]
         """huggingface_hub reports bytes through its tqdm class; we count them and honour Cancel."""
 
         def __init__(self, *args: object, **kwargs: object) -> None:
@@ -128,7 +128,7 @@ def _progress_class(on_bytes: Callable[[int], None], cancel: threading.Event) ->
         def update(self, n: float | None = 1) -> bool | None:
             if cancel.is_set():
                 raise DownloadCancelled("download cancelled")
-            out = super().update(n)
+            out: bool | None = super().update(n)
             on_bytes(int(n or 0))
             return out
 

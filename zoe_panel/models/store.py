@@ -144,7 +144,7 @@ class ModelStore:
         return path.resolve().relative_to(self.root.resolve()).as_posix()
 
     # -- listing ----------------------------------------------------------------------------
-    def list(self) -> list[ModelEntry]:
+    def entries(self) -> list[ModelEntry]:
         if not self.root.is_dir():
             return []
         root = self.root.resolve()
@@ -191,7 +191,7 @@ class ModelStore:
         return ModelEntry(name, path, size, info, error)
 
     def names(self) -> list[str]:
-        return [e.name for e in self.list() if e.ok]
+        return [e.name for e in self.entries() if e.ok]
 
     # -- metadata cache ---------------------------------------------------------------------
     def info(self, path: Path) -> GGUFInfo:

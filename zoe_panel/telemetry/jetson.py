@@ -101,7 +101,7 @@ def _forget_service_connection() -> None:
 
         from jtop.service import JTOP_PIPE
 
-        BaseProxy._address_to_local.pop(JTOP_PIPE, None)  # type: ignore[attr-defined]
+        BaseProxy._address_to_local.pop(JTOP_PIPE, None)
     except Exception:  # noqa: BLE001 - best effort; worst case is the old behaviour
         pass
 
@@ -116,7 +116,7 @@ def sample_from_jtop(
     loads = [float(x) for x in loads if x is not None]
     tot = power.get("tot", {}) if isinstance(power, dict) else {}
     temps = [
-        float(v.get("temp"))
+        float(v["temp"])
         for v in temperature.values()
         if isinstance(v, dict) and v.get("online", True) and v.get("temp", -256) > -256
     ]

@@ -37,12 +37,13 @@ def pick_source(choice: str = "auto") -> tuple[TelemetrySource, list[str]]:
     names = list(FACTORIES) if choice == "auto" else [choice]
     notes: list[str] = []
     for name in names:
+        source: TelemetrySource | None
         try:
             source = FACTORIES[name]()
             ok, why = source.is_available()
         except Exception as e:  # noqa: BLE001 - an absent driver or service raises anything
             ok, why = False, f"{type(e).__name__}: {e}"
-            source = None  # type: ignore[assignment]
+            source = None
         if ok and source is not None:
             return source, notes
         notes.append(f"{name}: {why}")

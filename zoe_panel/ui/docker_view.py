@@ -8,7 +8,7 @@ from typing import Any
 import streamlit as st
 
 from zoe_panel.engine import export
-from zoe_panel.engine.images import ImageMissing
+from zoe_panel.engine.images import ImageMissing, PullProgress
 from zoe_panel.errors import ZoePanelError
 from zoe_panel.jetson import arch_support_note
 from zoe_panel.runtime import Runtime
@@ -52,8 +52,12 @@ def backend_panel(rt: Runtime, model_arch: str | None) -> str:
 
 def pull_with_progress(rt: Runtime, image: str) -> None:
     bar = st.progress(0.0, text=f"pulling {image}…")
+
+    def show(p: PullProgress) -> None:
+        bar.progress(p.fraction, text=f"{image}: {p.status}")
+
     try:
-        rt.docker_engine.images.pull(image, lambda p: bar.progress(p.fraction, text=f"{image}: {p.status}"))
+        rt.docker_engine.images.pull(image, show)
     except ZoePanelError as e:
         st.error(str(e))
         return

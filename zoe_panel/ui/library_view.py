@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import streamlit as st
 
 from zoe_panel.errors import ZoePanelError
@@ -40,7 +42,7 @@ def upload_panel(rt: Runtime) -> None:
         return
     st.session_state["models-upload-done"] = up.file_id
 
-    def chunks():  # type: ignore[no-untyped-def]
+    def chunks() -> Iterator[bytes]:
         up.seek(0)
         while block := up.read(CHUNK):
             yield block
@@ -74,7 +76,7 @@ def jobs_panel(rt: Runtime) -> None:
 def manage_panel(rt: Runtime, names: list[str]) -> None:
     if not names:
         return
-    name = st.selectbox("Model", names, key="models-manage")
+    name = str(st.selectbox("Model", names, key="models-manage"))
     c1, c2, c3 = st.columns(3)
     if c1.button("Verify (sha256)", key="models-verify"):
         with st.spinner("hashing…"):
@@ -83,7 +85,7 @@ def manage_panel(rt: Runtime, names: list[str]) -> None:
             (st.success if result["ok"] else st.error)(
                 f"{'OK' if result['ok'] else 'BAD'}: sha256 {', '.join(result['sha256'])} {result['error']}"
             )
-    target = c2.selectbox("Quantize to", list(TARGETS), key="models-quant-type")
+    target = str(c2.selectbox("Quantize to", list(TARGETS), key="models-quant-type"))
     if c2.button("Quantize", key="models-quantize"):
         job = attempt(lambda: rt.start_quantize(name, target))
         audit(rt, "quantize", "started" if job else "refused", target=f"{name} → {target}")

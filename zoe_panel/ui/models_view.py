@@ -14,7 +14,7 @@ MIB = 1024**2
 def model_rows(rt: Runtime) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
     rows: list[dict[str, Any]] = []
     invalid: list[tuple[str, str]] = []
-    for e in rt.store.list():
+    for e in rt.store.entries():
         if e.info is None or e.error:
             invalid.append((e.name, e.error))
             if e.info is None:

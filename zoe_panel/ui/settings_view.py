@@ -72,8 +72,9 @@ def _widget(name: str, value: Any, pinned: bool) -> Any:
     if isinstance(value, float):
         return st.number_input(label, value=value, key=key, disabled=pinned, format="%g")
     text = "" if value is None else str(value)
-    kind = "password" if name in SECRET else "default"
-    return st.text_input(label, text, key=key, disabled=pinned, type=kind)
+    if name in SECRET:
+        return st.text_input(label, text, key=key, disabled=pinned, type="password")
+    return st.text_input(label, text, key=key, disabled=pinned)
 
 
 def settings_form(rt: Runtime) -> None:

@@ -14,8 +14,9 @@ EXAMPLE = "What is the capital of France? ||| Paris\nWrite a haiku about the sea
 
 def editor(rt: Runtime) -> Suite | None:
     names = rt.history.suite_names()
-    choice = st.selectbox("Suite", ["(new)", *names], key="suite-choice")
-    saved = Suite.from_json(rt.history.suite(choice)) if choice != "(new)" and rt.history.suite(choice) else None
+    choice = str(st.selectbox("Suite", ["(new)", *names], key="suite-choice"))
+    data = rt.history.suite(choice) if choice != "(new)" else None
+    saved = Suite.from_json(data) if data else None
     name = st.text_input("Name", saved.name if saved else "", key=f"suite-name-{choice}")
     text = st.text_area(
         "Prompts: one a line; after ||| the words the answer must contain, separated by ;;",
@@ -47,8 +48,12 @@ def runner(rt: Runtime, suite: Suite | None) -> None:
         return
     rt.history.save_suite(suite.name, suite.to_json())
     bar = st.progress(0.0, text="starting…")
+
+    def show(i: int, n: int) -> None:
+        bar.progress(i / n, text=f"prompt {i}/{n}")
+
     try:
-        rows = run_suite(rt, suite, lambda i, n: bar.progress(i / n, text=f"prompt {i}/{n}"))
+        rows = run_suite(rt, suite, show)
     except ZoePanelError as e:
         st.error(str(e))
         return
