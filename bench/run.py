@@ -26,6 +26,8 @@ BENCHES = {
     4: "b4_sampler",
     5: "b5_footprint",
     6: "b6_estimator",
+    8: "b8_library",
+    9: "b9_suite",
 }
 
 
