@@ -117,6 +117,7 @@ def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
     data = status.to_json()
     diagnosis = rt.diagnose(status)
     data["diagnosis"] = diagnosis.text() if diagnosis else None
+    data["placement"] = rt.placement_note(status)
     text = f"engine {data['state'].upper()}"
     if status.spec:
         text += f" {data['model']} at {data['base_url']} ({data['backend']}/{data['flavor']}, pid {data['pid']})"
@@ -124,6 +125,8 @@ def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
         text += f"\n  reason: {status.reason}"
     if diagnosis:
         text += "\n" + diagnosis.text()
+    if data["placement"]:
+        text += f"\n  note: {data['placement']}"
     _emit(args, data, text)
     return 0
 
@@ -204,6 +207,8 @@ def cmd_estimate(rt: Runtime, args: argparse.Namespace) -> int:
         f"  total    {est.total_bytes / mib:10.1f} MiB",
         f"  available {est.available_bytes / mib:9.1f} MiB -> {est.verdict.upper()}",
     ]
+    if est.budget.gpu_held_bytes is not None:
+        lines += [f"  GPU already holds {est.budget.gpu_held_bytes / mib:.1f} MiB ({est.budget.kind} memory)"]
     lines += [f"  note: {n}" for n in est.notes]
     lines += ["  largest context: " + ", ".join(f"{k} {v}" for k, v in data["max_context"].items())]
     _emit(args, data, "\n".join(lines))

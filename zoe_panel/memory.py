@@ -63,11 +63,14 @@ class MemoryAdvisor:
         kind = memory_kind(self.source_name(), sample)
         free, total = self.gpu_free() if kind == "discrete" else (None, None)
         note = f"{kind}: MemAvailable from /proc/meminfo"
+        held: int | None = None
         if kind == "unified":
+            held = sample.gpu_mem_used_bytes
             note = "unified memory (Jetson): CPU and GPU share MemAvailable"
         elif kind == "discrete":
+            held = total - free if free is not None and total is not None else sample.gpu_mem_used_bytes
             note = "GPU memory free from NVML; host MemAvailable for the rest"
-        return MemoryBudget(kind, sample.ram_available_bytes, free, total, note)
+        return MemoryBudget(kind, sample.ram_available_bytes, free, total, note, gpu_held_bytes=held)
 
     def calibration(self, model_name: str) -> dict[str, Any]:
         """How far reality was from the estimate for this model on this machine."""

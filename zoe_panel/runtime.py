@@ -17,7 +17,7 @@ from zoe_panel.auth import LoginLimiter
 from zoe_panel.chat import ChatClient
 from zoe_panel.engine.base import Engine, EngineSpec, EngineState, EngineStatus
 from zoe_panel.engine.controller import EngineController
-from zoe_panel.engine.diagnose import Diagnosis
+from zoe_panel.engine.diagnose import Diagnosis, placement
 from zoe_panel.engine.docker import DockerEngine
 from zoe_panel.engine.loadlog import parse_lines
 from zoe_panel.engine.logfile import parse_stamped
@@ -171,6 +171,12 @@ class Runtime:
         if status.state not in (EngineState.FAILED, EngineState.UNHEALTHY):
             return None
         return self.memory.diagnose(status, self.load_events())
+
+    def placement_note(self, status: EngineStatus) -> str | None:
+        """Where the weights went, when it is not what the spec asked (READY engines only)."""
+        if status.state != EngineState.READY or status.spec is None:
+            return None
+        return placement(status.spec, self.load_events())
 
     def _diagnosis_text(self, status: EngineStatus, events: list[Any]) -> str:
         d = self.memory.diagnose(status, events)

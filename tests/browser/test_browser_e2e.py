@@ -91,19 +91,28 @@ def test_upload_checks_the_file_in_the_browser(
     write_synthetic(good, SynthShape(n_layer=2, n_embd=64, n_head=2, n_head_kv=1, n_ff=128), read_tokenizer(smollm2))
     bad = tmp_path / "not-a-model.gguf"
     bad.write_bytes(b"this is text, not GGUF\n" * 50)
-    env = {"ZOE_HOME": str(zoe_home), "ZOE_ENGINE_PORT": os.environ["ZOE_ENGINE_PORT"]}
+    huge = tmp_path / "too-big.gguf"
+    huge.write_bytes(good.read_bytes() * 3)  # 24 MB, over the 20 MB limit set below
+    env = {
+        "ZOE_HOME": str(zoe_home),
+        "ZOE_ENGINE_PORT": os.environ["ZOE_ENGINE_PORT"],
+        "ZOE_UPLOAD_MAX_MB": "20",
+    }
     with panel(free_port(), env) as url:
         page = browser.new_page(viewport={"width": 1400, "height": 1400})
         page.set_default_timeout(60_000)
         page.goto(url + "/models")
         page.get_by_role("heading", name="Models").wait_for()
         page.get_by_role("tab", name="Upload").click()
+        page.locator(".st-key-models-upload input[type=file]").set_input_files(str(huge))
+        page.get_by_text("or smaller").wait_for()  # the browser refuses it before sending a byte
         page.locator(".st-key-models-upload input[type=file]").set_input_files(str(bad))
         page.get_by_text("not a GGUF file").wait_for()
         page.locator(".st-key-models-upload input[type=file]").set_input_files(str(good))
         page.get_by_text("Added tiny-upload.gguf").wait_for()
     assert (zoe_home / "models" / "tiny-upload.gguf").stat().st_size == good.stat().st_size
     assert not (zoe_home / "models" / "not-a-model.gguf").exists()
+    assert not (zoe_home / "models" / "too-big.gguf").exists()
 
 
 def test_stop_mid_reply_in_the_browser(browser, settings_with_model, zoe_home: Path) -> None:  # type: ignore[no-untyped-def]

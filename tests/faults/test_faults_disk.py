@@ -1,4 +1,4 @@
-"""Fault suite, disk: the disk fills up during a download and during an upload (a small tmpfs)."""
+"""Fault suite, disk: the disk fills up during a download, an upload and a quantization (a small tmpfs)."""
 
 from __future__ import annotations
 
@@ -54,6 +54,38 @@ def test_disk_full_during_download_and_upload(small_fs: Path, smollm2: Path) -> 
         "no partial file, a clear message",
         f"download: '{str(down.value)[:55]}…', files left {left_down}; upload: '{str(up.value)[:45]}…', "
         f"files left {left_up}",
+        ok,
+    )
+    assert ok
+
+
+def test_disk_full_during_quantization(small_fs: Path, smollm2: Path) -> None:
+    from zoe_panel.models import quantize
+    from zoe_panel.models.synth import SynthShape, read_tokenizer, write_synthetic
+
+    store = ModelStore(small_fs / "models", small_fs / "cache.json")
+    src = store.ensure_root() / "synth-F16.gguf"  # ~91 MB F16, ~25 MB as Q4_K_M
+    write_synthetic(src, SynthShape(n_layer=12, n_embd=384, n_head=6, n_head_kv=2, n_ff=1536), read_tokenizer(smollm2))
+    filler = small_fs / "filler.bin"
+
+    def fill(fraction: float, detail: str) -> None:  # another program takes the rest of the disk mid-run
+        if fraction > 0.1 and not filler.exists():
+            with filler.open("wb") as f:
+                try:
+                    while True:
+                        f.write(b"\0" * (1 << 20))
+                        f.flush()
+                except OSError:
+                    pass
+
+    with pytest.raises(ModelStoreError) as err:
+        quantize.run(store, src.name, "Q4_K_M", progress=fill)
+    left = sorted(p.name for p in store.root.rglob("*") if p.is_file())
+    ok = filler.exists() and left == [src.name] and "disk filled up during quantization" in str(err.value)
+    report(
+        "disk full during quantization (130 MB tmpfs)",
+        "no partial output, a clear message",
+        f"'{str(err.value)[:60]}…', files left {left}",
         ok,
     )
     assert ok

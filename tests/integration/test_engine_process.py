@@ -63,6 +63,9 @@ def test_llama_server_start_chat_stop(runtime: Runtime) -> None:
 
     log = "\n".join(runtime.controller.logs(400))
     assert "model buffer size" in log and "KV buffer size" in log  # -lv 4 prints the load lines
+    if "CUDA0" not in log:  # the CPU build: -ngl 999 is accepted and ignored, and the panel says so
+        assert status.spec and status.spec.n_gpu_layers > 0
+        assert "runs on the CPU" in (runtime.placement_note(status) or "")
 
     runtime.controller.stop(timeout_s=10)
     assert runtime.controller.status(max_age_s=0).state == EngineState.STOPPED

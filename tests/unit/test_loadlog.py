@@ -120,3 +120,27 @@ def test_unknown_architecture_is_named() -> None:
 def test_lines_that_are_not_events() -> None:
     for line in ("", "srv  update_slots: all slots are idle", "slot print_timing: id  0 | task 1 | eval time = 1 ms"):
         assert parse_line(0, line) is None
+
+
+def test_placement_says_when_gpu_layers_were_ignored() -> None:
+    from zoe_panel.engine.base import EngineSpec
+    from zoe_panel.engine.diagnose import placement
+
+    gpu = EngineSpec(model="/m/x.gguf", n_gpu_layers=999)
+    cpu_log = events("llama-server-0c1e570-smollm2-np4.log")  # the CPU build this machine runs
+    note = placement(gpu, cpu_log)
+    assert note is not None and "runs on the CPU" in note and "CPU build" in note
+    assert placement(EngineSpec(model="/m/x.gguf", n_gpu_layers=0), cpu_log) is None
+    assert placement(gpu, events("aug-2025-wording.log")) is None  # 29/29 on CUDA0: as asked
+    lines = ["load_tensors: offloaded 0/29 layers to GPU", "warning: no usable GPU found, --gpu-layers ignored"]
+    lines.append("load_tensors:   CPU_Mapped model buffer size =  1918.35 MiB")
+    no_gpu = parse_lines((float(i), x) for i, x in enumerate(lines))
+    assert "found no usable GPU" in (placement(gpu, no_gpu) or "")
+    partial = parse_lines(
+        [
+            (0.0, "load_tensors: offloaded 20/29 layers to GPU"),
+            (1.0, "load_tensors: CUDA0 model buffer size = 9.00 MiB"),
+        ]
+    )
+    assert placement(gpu, partial) == "Only 20/29 layers went to the GPU; the rest run on the CPU."
+    assert placement(EngineSpec(model="/m/x.gguf", n_gpu_layers=20), partial) is None

@@ -100,3 +100,29 @@ def test_sampler_adds_the_engine_rss() -> None:
     sampler = Sampler(HostSource(), RingBuffer(), engine_pid=os.getpid)
     s = sampler.sample_once()
     assert s is not None and s.engine_rss_bytes and s.engine_rss_bytes > 10 * 2**20
+
+
+def test_orin_budget_reports_what_the_gpu_already_holds(tmp_path: Path) -> None:
+    from zoe_panel.history import History
+    from zoe_panel.memory import MemoryAdvisor
+    from zoe_panel.models.store import ModelStore
+
+    orin = HostSource(DATA / "orin-nx-16gb-meminfo.txt").sample()
+    advisor = MemoryAdvisor(
+        ModelStore(tmp_path / "models", tmp_path / "cache.json"),
+        History(tmp_path / "h.sqlite"),
+        latest_sample=lambda: orin,
+        source_name=lambda: "host",
+    )
+    b = advisor.budget()
+    # NvMapMemUsed makes it a Jetson even without jtop; the GPU share is shown, not subtracted twice
+    assert b.kind == "unified" and b.gpu_held_bytes == 2_345_678 * 1024
+    assert b.host_available_bytes == 9_876_540 * 1024
+    pc = HostSource().sample()
+    pc_budget = MemoryAdvisor(
+        ModelStore(tmp_path / "models", tmp_path / "cache.json"),
+        History(tmp_path / "h2.sqlite"),
+        latest_sample=lambda: pc,
+        source_name=lambda: "host",
+    ).budget()
+    assert pc_budget.kind == "cpu" and pc_budget.gpu_held_bytes is None

@@ -88,6 +88,9 @@ class MemoryBudget:
     gpu_free_bytes: int | None = None
     gpu_total_bytes: int | None = None
     note: str = ""
+    # What the GPU already holds before this engine starts (Jetson NvMap / NVML used). On a
+    # Jetson it is already inside "used", so it is shown, not subtracted a second time.
+    gpu_held_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,7 @@ class Estimate:
             "available_bytes": self.available_bytes,
             "headroom_bytes": self.headroom_bytes,
             "memory_kind": self.budget.kind,
+            "gpu_held_bytes": self.budget.gpu_held_bytes,
             "verdict": self.verdict,
             "notes": list(self.notes),
             "calibration": self.calibration,

@@ -119,9 +119,13 @@ def run(
         part.unlink(missing_ok=True)
         raise ModelStoreError("quantization cancelled; nothing was kept")
     if code != 0:
+        # llama.cpp reports a full disk only as a generic iostream error, so judge by the space:
+        # what was written plus what is still free is less than the output needs.
+        written = part.stat().st_size if part.exists() else 0
+        out_of_space = written + shutil.disk_usage(staging).free < est
         part.unlink(missing_ok=True)
         text = "\n".join(tail)
-        if "No space left" in text or "ENOSPC" in text:
+        if out_of_space or "No space left" in text or "ENOSPC" in text:
             raise ModelStoreError("the disk filled up during quantization: nothing was kept; free space and retry")
         raise ModelStoreError(f"quantization failed (exit {code}): {tail[-1] if tail else ''}")
     try:

@@ -142,6 +142,8 @@ def live_status(rt: Runtime) -> None:
             st.warning(status.reason)
         elif status.state == EngineState.STARTING:
             st.caption(status.reason or "loading the model…")
+        elif status.state == EngineState.READY and (note := rt.placement_note(status)):
+            st.caption(f":material/memory: {note}")
     with st.container(key="engine-log", height=360, autoscroll=True):
         lines = [parse_stamped(x).render() for x in rt.controller.logs(300)]
         st.code("\n".join(lines) or "(no log yet)", language=None, wrap_lines=True)
@@ -179,6 +181,11 @@ def estimate_panel(rt: Runtime, form: Mapping[str, Any]) -> str | None:
             f"· need {fmt_bytes(est.need_bytes)} of {fmt_bytes(est.available_bytes)} available "
             f"({est.budget.note})"
         )
+        if est.budget.gpu_held_bytes is not None:
+            st.caption(
+                f"The GPU already holds {fmt_bytes(est.budget.gpu_held_bytes)} "
+                + ("(counted in used memory, so already outside MemAvailable)" if est.budget.kind == "unified" else "")
+            )
         rows = [
             {
                 "part": "weights",

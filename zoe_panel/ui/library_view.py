@@ -37,7 +37,16 @@ def hub_panel(rt: Runtime) -> None:
 
 
 def upload_panel(rt: Runtime) -> None:
-    up = st.file_uploader("Upload a .gguf file", type=["gguf"], key="models-upload")
+    # A per-widget cap can only lower the server-wide server.maxUploadSize (16 GiB in .streamlit/config.toml)
+    cap = rt.settings.upload_max_mb or None
+    up = st.file_uploader(
+        "Upload a .gguf file",
+        type=["gguf"],
+        key="models-upload",
+        max_upload_size=cap,
+        help="Streamed to a temporary file next to the models, checked as GGUF, then moved in."
+        + (f" Limit {cap} MB (ZOE_UPLOAD_MAX_MB)." if cap else ""),
+    )
     if up is None or st.session_state.get("models-upload-done") == up.file_id:
         return
     st.session_state["models-upload-done"] = up.file_id
