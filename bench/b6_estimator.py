@@ -55,7 +55,7 @@ def main(smoke: bool = False) -> Table:
         r = trial_run(rt, spec, timeout_s=90, settle_s=1.0)
         kv_ours = r.estimate.kv_bytes / MIB
         kv_llama = sum(e.bytes or 0 for e in r.kv_events()) / MIB
-        same = round(kv_ours, 2) == round(kv_llama, 2)
+        same = r.kv_equal()
         equal += same
         pred = r.estimate.total_bytes / MIB
         meas = r.peak_rss_bytes / MIB

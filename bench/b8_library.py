@@ -22,7 +22,10 @@ from zoe_panel.models.synth import SynthShape, read_tokenizer, write_synthetic
 def main(smoke: bool = False) -> Table:
     reps = 1 if smoke else 5
     rt = scratch_runtime()
-    src = rt.store.root / SMOL
+    # the Hub serves its own copy: the loop below deletes the library's file before each download
+    hub_dir = Path(tempfile.mkdtemp(prefix="zoe-hub-"))
+    src = hub_dir / SMOL
+    shutil.copyfile(rt.store.root / SMOL, src)
     hub = FakeHub()
     hub.add("org/smol-GGUF", SMOL, src)
     server, url = hub.serve()
@@ -49,6 +52,7 @@ def main(smoke: bool = False) -> Table:
             shutil.rmtree(d)
     finally:
         server.shutdown()
+        shutil.rmtree(hub_dir, ignore_errors=True)
     shape = SynthShape(n_layer=8, n_embd=512, n_head=8, n_head_kv=2, n_ff=1536, name="quant-bench")
     write_synthetic(rt.store.root / "quant-bench-F16.gguf", shape, read_tokenizer(rt.store.root / SMOL))
     qt = []

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from zoe_panel.engine.base import EngineSpec, EngineState
-from zoe_panel.engine.loadlog import LoadEvent, load_summary
+from zoe_panel.engine.loadlog import MIB, LoadEvent, load_summary
 from zoe_panel.errors import EngineError
 from zoe_panel.models.fit import Estimate
 from zoe_panel.runtime import Runtime
@@ -33,6 +33,17 @@ class TrialResult:
 
     def kv_events(self) -> list[LoadEvent]:
         return [e for e in self.events if e.phase == "kv_cache"]
+
+    def kv_equal(self) -> bool:
+        """Every cache llama.cpp reported has our cells and our size, at its print resolution (0.01 MiB).
+
+        Per cache, never summed: the sum of llama.cpp's rounded prints can differ from ours rounded.
+        """
+        reported, predicted = self.kv_events(), self.estimate.kv
+        return len(reported) == len(predicted) and all(
+            ev.detail.get("cells") == c.cells and round((ev.bytes or 0) / MIB, 2) == round(c.bytes / MIB, 2)
+            for ev, c in zip(reported, predicted, strict=True)
+        )
 
     def fit_projection_bytes(self) -> int | None:
         proj = [e.bytes for e in self.events if e.phase == "fit_projection" and e.bytes]

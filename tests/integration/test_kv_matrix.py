@@ -85,6 +85,7 @@ def test_kv_bytes_equal_llama_cpp(rt: Runtime, case: Case) -> None:
         assert mib2(ev.detail["k_bytes"]) == mib2(cache.k_bytes)
         assert mib2(ev.detail["v_bytes"]) == mib2(cache.v_bytes)
         assert mib2(ev.bytes or 0) == mib2(cache.bytes)
+    assert result.kv_equal()  # the check the estimator benchmark counts
     compute = result.reported().get("compute_buffer", 0)
     assert compute > 0 and abs(compute - result.estimate.compute_bytes) <= max(0.25 * compute, 2 * MIB)
 

@@ -183,3 +183,33 @@ def test_calibration_scales_the_total_and_is_reported() -> None:
     raw = estimate(SMOL, spec(ctx=2048), CPU)
     cal = estimate(SMOL, spec(ctx=2048), CPU, calibration={"factor": 1.25, "runs": 2, "note": "scaled"})
     assert cal.total_bytes == int(raw.total_bytes * 1.25) and cal.to_json()["calibration"]["runs"] == 2
+
+
+def test_kv_comparison_is_per_cache_at_llama_cpp_print_resolution() -> None:
+    from zoe_panel.engine.loadlog import parse_lines
+    from zoe_panel.trial import TrialResult
+
+    s = spec(ctx=4096, parallel=1, cache_type_k="q8_0", cache_type_v="q8_0", flash_attn="on")
+    est = estimate(GEMMA, s, CPU)
+
+    def lines(cells_delta: int = 0) -> list[tuple[float, str]]:  # what llama.cpp prints, "%.2f" per cache
+        out = []
+        for c in est.kv:
+            out.append((0.0, f"llama_kv_cache_iswa: creating {c.name} KV cache, size = {c.cells} cells"))
+            out.append(
+                (
+                    0.0,
+                    f"llama_kv_cache: size = {c.bytes / MIB:8.2f} MiB ({c.cells + cells_delta:6d} cells, "
+                    f"{c.layers:3d} layers,  1/1 seqs), K (q8_0): {c.k_bytes / MIB:8.2f} MiB, "
+                    f"V (q8_0): {c.v_bytes / MIB:8.2f} MiB",
+                )
+            )
+        return out
+
+    ok = TrialResult(s, est, True, 1.0, events=parse_lines(lines()))
+    reported_sum = sum(e.bytes or 0 for e in ok.kv_events()) / MIB
+    # 6.375 + 7.96875 MiB print as 6.38 + 7.97: the rounded sum differs from ours, the caches do not
+    assert round(reported_sum, 2) != round(est.kv_bytes / MIB, 2)
+    assert ok.kv_equal()
+    assert not TrialResult(s, est, True, 1.0, events=parse_lines(lines(cells_delta=256))).kv_equal()
+    assert not TrialResult(s, est, True, 1.0, events=parse_lines(lines()[:2])).kv_equal()
