@@ -10,21 +10,24 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import free_port, link_model, require, wait_for
+from faultkit import report
 from sim_jetson import build_board_files
 
 from zoe_panel.chat import ChatParams
 from zoe_panel.engine.base import EngineState
 from zoe_panel.engine.images import ImageMissing
-from zoe_panel.errors import DockerUnavailable, DownloadError, EngineBusyError
+from zoe_panel.errors import DockerUnavailable, DownloadError, EngineBusyError, EngineError
 from zoe_panel.jetson_check import jetson_check
 from zoe_panel.runtime import Runtime
 from zoe_panel.settings import load_settings
@@ -133,6 +136,46 @@ def test_container_killed_behind_the_panels_back(rt: Runtime, client) -> None:  
     client.containers.get(st.container_id).kill()
     failed = wait_for(lambda: (s := rt.controller.status(max_age_s=0)).state == EngineState.FAILED and s, 20)
     assert failed.exit_code == 137 and "SIGKILL" in failed.reason
+
+
+@pytest.mark.faults
+def test_on_failure_restarts_a_crash_but_not_a_failed_load(client, tmp_path: Path, smollm2: Path) -> None:  # type: ignore[no-untyped-def]
+    """Docker's own on-failure policy would also retry a failed load; the panel arms it only
+    once the engine has loaded, as the supervisor does for the process backend."""
+    rt = make_rt(tmp_path / "zoe", smollm2, ZOE_RESTART_POLICY="on-failure", ZOE_RESTART_MAX="2")
+    try:
+        rt.start_engine(rt.default_spec(MODEL, ctx=4_194_304), backend="docker")
+        with pytest.raises(EngineError) as e:
+            rt.wait_ready(90)
+        assert "KV cache" in str(e.value)
+        time.sleep(2)  # room for a restart the daemon must not make
+        c = labelled(client)[0]
+        assert c.attrs["HostConfig"]["RestartPolicy"]["Name"] == "no"
+        oom = rt.controller.status(max_age_s=0)
+        assert oom.state == EngineState.FAILED and "not restarted" in oom.reason
+        assert c.status == "exited" and c.attrs["RestartCount"] == 0
+
+        rt.start_engine(rt.default_spec(MODEL, ctx=1024), backend="docker")
+        first = rt.wait_ready(90)
+        c = client.containers.get(first.container_id)
+        assert c.attrs["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 2}
+        t0 = time.monotonic()
+        os.kill(c.attrs["State"]["Pid"], signal.SIGKILL)  # a crash, not a stop through the daemon
+        back = wait_for(
+            lambda: (s := rt.controller.status(max_age_s=0)).state == EngineState.READY and s.restarts >= 1 and s,
+            60,
+        )
+        took = time.monotonic() - t0
+        assert back.container_id == first.container_id and back.run_id == first.run_id
+        report(
+            "Docker backend, on-failure: OOM at load (4M-token context), then SIGKILL of the loaded engine",
+            "the failed load is not retried; the crash is restarted in the same container",
+            f"load: FAILED, RestartCount 0, '{oom.reason[-60:]}'; crash: READY again after {took:.1f} s, "
+            f"restarts={back.restarts}, same container {back.container_id == first.container_id}",
+            True,
+        )
+    finally:
+        rt.close()
 
 
 def test_daemon_unreachable_is_a_clear_error_and_the_panel_keeps_working(rt: Runtime, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -114,3 +114,20 @@ def test_spec_validation_names_the_problem() -> None:
         spec(port=0)
     with pytest.raises(ConfigError, match="cache type 'q3'"):
         spec(cache_type_k="q3")
+
+
+def test_extra_flags_are_checked_against_the_binarys_own_help() -> None:
+    help_text = (DATA / "llama-server-0c1e570-help.txt").read_text()
+    caps = Capabilities.from_help(help_text, "version: 0.5.0-dev (build 1, commit 0c1e570)")
+    assert {"-c", "--ctx-size", "-lm", "--load-mode", "--no-warmup", "-kvu"} <= set(caps.flags)
+    ok = llama_server_argv("s", spec(extra_args=("--load-mode", "mlock", "--seed", "-1")), caps)
+    assert ok[-4:] == ["--load-mode", "mlock", "--seed", "-1"]
+    # --mlock is on the panel's allow-list (older builds have it) but this build dropped it
+    with pytest.raises(ConfigError, match=r"--mlock is not understood by this llama-server \(version 0.5.0-dev\)"):
+        llama_server_argv("s", spec(extra_args=("--mlock",)), caps)
+    with pytest.raises(ConfigError, match="--no-mmap .*--load-mode instead"):
+        llama_server_argv("s", spec(extra_args=("--no-warmup", "--no-mmap")), caps)
+    # a cache entry written before flags were recorded: no per-build check, the allow-list still holds
+    old = Capabilities.from_dict({k: v for k, v in caps.to_dict().items() if k != "flags"} | {"future": 1})
+    assert old.flags == () and "--mlock" in llama_server_argv("s", spec(extra_args=("--mlock",)), old)
+    assert Capabilities.from_dict(caps.to_dict()) == caps

@@ -8,7 +8,8 @@ follow the binary's capabilities, read once from its ``--help``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 from zoe_panel.engine.base import EngineSpec
 from zoe_panel.errors import ConfigError
@@ -112,6 +113,9 @@ EXTRA_FLAGS: dict[str, int] = {
     "-ncmoe": 1,
 }
 _VALUE_RE = re.compile(r"^[\w.,:=+\-/%]*$")
+_LOAD_MODE_FLAGS = ("--mlock", "--mmap", "--no-mmap")
+# A flag as --help lists it: at a line start or after ", " ("-c,    --ctx-size N").
+_FLAG_RE = re.compile(r"(?:^|[\s,])(--?[A-Za-z][A-Za-z0-9-]*)", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,21 @@ class Capabilities:
     has_verbosity: bool = True
     slots_default_on: bool = True
     has_fit: bool = True
+    # Every flag --help lists; empty when unknown (a cache written by an older panel). Flags come
+    # and go between builds (--mlock became --load-mode mlock), so extra arguments are checked
+    # against the binary that will run them, not only against the panel's allow-list.
+    flags: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Capabilities:
+        """From a cache entry; unknown keys (a newer panel's) are ignored."""
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in data.items() if k in known}
+        kw["flags"] = tuple(kw.get("flags") or ())
+        return cls(**kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_help(cls, help_text: str, version_text: str = "") -> Capabilities:
@@ -149,7 +168,24 @@ class Capabilities:
             has_verbosity="--log-verbosity" in help_text or "-lv," in help_text,
             slots_default_on="--no-slots" in help_text,
             has_fit="--fit " in help_text or "-fit," in help_text,
+            flags=tuple(sorted(set(_FLAG_RE.findall(help_text)))),
         )
+
+    def check_known(self, extra_args: tuple[str, ...] | list[str]) -> None:
+        """Refuse extra flags this binary does not list in its --help (they would make it exit)."""
+        if not self.flags:
+            return
+        for arg in extra_args:
+            if not arg.startswith("-") or _is_number(arg):
+                continue
+            flag = arg.split("=", 1)[0]
+            if flag not in self.flags:
+                build = f" (version {self.version})" if self.version else ""
+                raise ConfigError(
+                    f"extra argument {flag} is not understood by this llama-server{build}: "
+                    "llama.cpp renamed or removed it; see the engine's --help"
+                    + (" (newer builds have --load-mode instead)" if flag in _LOAD_MODE_FLAGS else "")
+                )
 
 
 def check_extra_args(args: tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -238,7 +274,9 @@ def llama_server_argv(binary: str, spec: EngineSpec, caps: Capabilities | None =
         argv += ["-lv", "4"]
     else:
         argv.append("--verbose")
-    argv += list(check_extra_args(spec.extra_args))
+    extra = check_extra_args(spec.extra_args)
+    caps.check_known(extra)
+    argv += list(extra)
     return argv
 
 

@@ -65,12 +65,12 @@ def capabilities(binary: str, cache_file: Path) -> Capabilities:
         cache = json.loads(cache_file.read_text())
     except (OSError, ValueError):
         cache = {}
-    if key in cache:
-        return Capabilities(**cache[key])  # type: ignore[arg-type]
+    if "flags" in cache.get(key, {}):  # entries without flags predate the check
+        return Capabilities.from_dict(cache[key])
     help_text = _run([binary, "--help"])
     version_text = _run([binary, "--version"])
     caps = Capabilities.from_help(help_text, version_text)
-    cache[key] = caps.__dict__
+    cache[key] = caps.to_dict()
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache_file.with_suffix(".tmp")

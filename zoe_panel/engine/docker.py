@@ -166,9 +166,23 @@ class DockerEngine:
         sock = self.settings.jtop_socket
         if sock.exists():
             kwargs["volumes"][str(sock)] = {"bind": "/run/jtop.sock", "mode": "rw"}
-        if self.settings.restart_policy == "on-failure":
-            kwargs["restart_policy"] = {"Name": "on-failure", "MaximumRetryCount": self.settings.restart_max}
+        # Docker's on-failure would also restart a failed load (OOM while allocating the KV cache),
+        # which only fails again. Like the supervisor, the policy is armed once the engine has
+        # loaded: the container starts with "no" and _arm_restart switches it at the first READY.
+        kwargs["restart_policy"] = {"Name": "no"}
         return kwargs
+
+    def _arm_restart(self, c: Any) -> None:
+        if self.settings.restart_policy != "on-failure":
+            return
+        current = ((c.attrs.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or "no"
+        if current == "on-failure":
+            return
+        try:
+            c.update(restart_policy={"Name": "on-failure", "MaximumRetryCount": self.settings.restart_max})
+        except Exception:  # noqa: BLE001 - next status poll tries again
+            return
+        c.attrs.setdefault("HostConfig", {})["RestartPolicy"] = {"Name": "on-failure"}
 
     def start(self, spec: EngineSpec, *, run_id: str) -> EngineStatus:
         import docker
@@ -265,6 +279,7 @@ class DockerEngine:
         if status == "running":
             result = probe(spec, loaded=False)
             if result.ready:
+                self._arm_restart(c)
                 return EngineStatus(EngineState.READY, **common)
             recent = "\n".join(self.logs(80))
             if any(m in recent for m in READY_MARKERS):
@@ -276,8 +291,11 @@ class DockerEngine:
         reason = describe_exit(code)
         if st.get("OOMKilled"):
             reason += " (Docker reports the container was OOM-killed)"
+        armed = ((c.attrs.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") == "on-failure"
         if status == "restarting":
             reason += f"; restarting ({common['restarts']} so far)"
+        elif self.settings.restart_policy == "on-failure" and not armed and code not in (0, None):
+            reason += "; the engine failed while loading; not restarted, since the same settings would fail again"
         elif self.settings.restart_policy == "on-failure" and common["restarts"] >= self.settings.restart_max:
             reason += (
                 f"; crash loop: Docker restarted it {common['restarts']} times (restart_max "

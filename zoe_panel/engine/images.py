@@ -129,12 +129,12 @@ class ImageManager:
         info = self.inspect(ref)
         cache = self._load()
         key = f"{info.id}:{binary}"
-        if key in cache:
-            return Capabilities(**cache[key])
+        if "flags" in cache.get(key, {}):  # entries without flags predate the check
+            return Capabilities.from_dict(cache[key])
         version = self._run(ref, [binary, "--version"])
         help_text = self._run(ref, [binary, "--help"])
         caps = Capabilities.from_help(help_text, version)
-        cache[key] = caps.__dict__
+        cache[key] = caps.to_dict()
         self._save(cache)
         return caps
 
