@@ -19,6 +19,7 @@ from zoe_panel.engine.binary import find_llama_server, python_server_available
 from zoe_panel.errors import (
     BinaryNotFound,
     ChatError,
+    ConfigError,
     EngineBusyError,
     EngineError,
     EngineNotRunning,
@@ -156,6 +157,15 @@ def test_port_in_use_names_the_port(runtime: Runtime) -> None:
         with pytest.raises(PortInUseError, match=f"port {port}"):
             runtime.start_engine(runtime.default_spec(MODEL, port=port))
     assert runtime.controller.status(max_age_s=0).state == EngineState.STOPPED
+
+
+def test_a_flag_this_build_dropped_is_refused_before_start(runtime: Runtime) -> None:
+    """--mlock is on the allow-list (older llama.cpp has it); the built engine's --help lacks it."""
+    with pytest.raises(ConfigError, match="--mlock is not understood by this llama-server"):
+        runtime.start_engine(runtime.default_spec(MODEL, ctx=1024, extra_args=("--mlock",)))
+    assert runtime.controller.status(max_age_s=0).state == EngineState.STOPPED
+    runtime.start_engine(runtime.default_spec(MODEL, ctx=1024, extra_args=("--load-mode", "mlock")))
+    assert runtime.controller.wait_ready(60).state == EngineState.READY
 
 
 def test_missing_binary_says_how_to_get_one(runtime: Runtime) -> None:
