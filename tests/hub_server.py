@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,6 +28,7 @@ class HubFile:
     sha256: str
     cut_after: int | None = None  # bytes, first GET only
     corrupt: bool = False
+    rate: float | None = None  # bytes/s: a link slower than loopback (benchmarks)
     gets: int = 0
 
 
@@ -132,8 +134,13 @@ class FakeHub:
                     self.connection.shutdown(2)  # the network drops mid-file
                     self.close_connection = True
                     return
+                t0 = time.monotonic()
                 for i in range(0, len(body), 1 << 20):
                     self.wfile.write(body[i : i + (1 << 20)])
+                    if f.rate:  # pace the stream: i + 1 MiB bytes are due at (i + 1 MiB) / rate
+                        ahead = (i + (1 << 20)) / f.rate - (time.monotonic() - t0)
+                        if ahead > 0:
+                            time.sleep(ahead)
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -199,6 +199,7 @@ class Runtime:
                 margin_bytes=self.settings.disk_margin_bytes,
                 progress=progress,
                 cancel=job.cancel,
+                verify_log=self.verify_log,
             )
 
         return self.jobs.submit("download", model.label, work, exclusive_key=f"{repo_id}/{model.label}")

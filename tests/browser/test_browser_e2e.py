@@ -64,7 +64,8 @@ def test_start_chat_watch_stop(browser, settings_with_model, zoe_home: Path) -> 
             page.get_by_role("link", name="Monitor").click()
             chart = page.locator(".st-key-monitor-chart .js-plotly-plot").first
             chart.wait_for()
-            assert chart.locator(".scatterlayer, .gl-container").count() > 0
+            # plotly draws its traces after the container appears: wait for them (fails on timeout)
+            chart.locator(".scatterlayer .trace, .gl-container").first.wait_for()
 
             page.get_by_role("link", name="Engine").click()
             page.locator(".st-key-engine-stop button").first.click()

@@ -74,15 +74,30 @@ def test_list_groups_split_files_and_names_quants(hub: tuple[FakeHub, str]) -> N
         dl.list_gguf("org/nothing-here", endpoint=url)
 
 
-def test_download_resumes_after_a_cut_and_verifies(rt: Runtime, hub: tuple[FakeHub, str]) -> None:
+def test_download_resumes_after_a_cut_and_verifies(
+    rt: Runtime, hub: tuple[FakeHub, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     h, url = hub
     (rt.store.root / SMOL).unlink()  # the fixture put one there
     model = next(m for m in dl.list_gguf("org/smol-GGUF", endpoint=url) if m.label == SMOL)
     seen: list[int] = []
+    rehashed: list[Path] = []
+    real_sha256_file = dl.sha256_file
+    monkeypatch.setattr(dl, "sha256_file", lambda path: rehashed.append(path) or real_sha256_file(path))
     paths = dl.download(
-        rt.store, "org/smol-GGUF", model, endpoint=url, margin_bytes=0, progress=lambda done, total: seen.append(done)
+        rt.store,
+        "org/smol-GGUF",
+        model,
+        endpoint=url,
+        margin_bytes=0,
+        progress=lambda done, total: seen.append(done),
+        verify_log=rt.verify_log,
     )
     assert paths == [rt.store.root / SMOL] and SMOL in rt.store.names()
+    # hashed while it arrived, across the cut: no second pass over the file, and recorded as checked
+    assert rehashed == []
+    rec = rt.verify_log.get(paths[0])
+    assert rec is not None and rec["ok"] and rec["sha256"] == [real_sha256_file(paths[0])] == [model.files[0].sha256]
     assert any("Range: bytes=20971520-" in r for r in h.requests), h.requests  # resumed, not restarted
     assert seen[-1] == model.size and seen == sorted(seen)
     assert not (rt.store.root / dl.STAGING).exists()
@@ -110,7 +125,8 @@ def test_wrong_checksum_keeps_nothing(rt: Runtime, hub: tuple[FakeHub, str]) -> 
     before = sorted(p.name for p in rt.store.root.iterdir())
     (model,) = dl.list_gguf("org/broken-GGUF", endpoint=url)
     with pytest.raises(DownloadError, match="checksum mismatch.*deleted"):
-        dl.download(rt.store, "org/broken-GGUF", model, endpoint=url, margin_bytes=0)
+        dl.download(rt.store, "org/broken-GGUF", model, endpoint=url, margin_bytes=0, verify_log=rt.verify_log)
+    assert rt.verify_log.load() == {}
     assert sorted(p.name for p in rt.store.root.iterdir()) == before
 
 

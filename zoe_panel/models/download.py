@@ -2,19 +2,21 @@
 honoured).
 
 Files land in a hidden staging folder inside the models folder (same filesystem, so the final
-rename is atomic), are checked against the sha256 the Hub publishes and parsed as GGUF, and only
-then renamed into the library. An interrupted transfer resumes from the staging folder;
+rename is atomic), are checked against the sha256 the Hub publishes (hashed while they arrive) and
+parsed as GGUF, and only then renamed into the library. An interrupted transfer resumes from the staging folder;
 Cancel and errors (a full disk, a bad checksum) leave nothing behind.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import os
 import re
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ from pathlib import Path
 from zoe_panel.errors import DownloadError, ModelStoreError
 from zoe_panel.models.demo import sha256_file
 from zoe_panel.models.gguf_meta import check_magic
+from zoe_panel.models.library import VerifyLog, validate_gguf
 from zoe_panel.models.store import SPLIT_RE, ModelStore
 
 QUANT_RE = re.compile(r"(?:^|[-_.])((?:IQ|Q)\d(?:_[A-Z0-9]+)*|F16|BF16|F32|MXFP4)(?=[-_.]|$)", re.I)
@@ -135,6 +138,76 @@ def _progress_class(on_bytes: Callable[[int], None], cancel: threading.Event) ->
     return Progress
 
 
+class _FollowHash:
+    """sha256 of the file huggingface_hub is writing, computed while it writes.
+
+    Hashing after the download re-reads the whole file: for a model larger than the page cache, or
+    on a Jetson's SD card, that is a second pass over the disk. Following the temporary file as it
+    grows hashes data that is still in memory, hidden behind the network. The digest is only
+    used when it covers exactly the expected size; anything else (huggingface_hub laid its
+    temporary files out differently, a transfer restarted from zero, the file was already there)
+    gives None and the caller hashes the finished file instead.
+    """
+
+    def __init__(self, staging: Path, size: int) -> None:
+        self.folder = staging / ".cache" / "huggingface" / "download"
+        self.size = size
+        self.since = time.time() - 1.0
+        self.done = threading.Event()
+        self.digest = hashlib.sha256()
+        self.read = 0
+        self.ok = False
+        self.thread = threading.Thread(target=self._run, name="zoe-download-hash", daemon=True)
+        self.thread.start()
+
+    def _find(self) -> Path | None:
+        found = []
+        try:
+            listing = list(self.folder.rglob("*.incomplete")) if self.folder.is_dir() else []
+        except OSError:
+            return None  # the folder changed under the walk: look again
+        for p in listing:
+            try:
+                if p.stat().st_mtime >= self.since:
+                    found.append(p)
+            except OSError:
+                continue  # renamed between the listing and the stat
+        return found[0] if len(found) == 1 else None
+
+    def _run(self) -> None:
+        path = None
+        while path is None:
+            if self.done.is_set():
+                return
+            path = self._find()
+            if path is None:
+                self.done.wait(0.05)
+        try:
+            f = path.open("rb")  # the open file survives huggingface_hub's final rename
+        except OSError:
+            return
+        with f:
+            while True:
+                block = f.read(1 << 20)
+                if block:
+                    self.digest.update(block)
+                    self.read += len(block)
+                elif self.done.is_set():
+                    break  # the writer has closed the file: everything is visible
+                else:
+                    self.done.wait(0.02)
+        self.ok = self.read == self.size
+
+    def result(self) -> str | None:
+        self.done.set()
+        self.thread.join()
+        return self.digest.hexdigest() if self.ok else None
+
+    def abandon(self) -> None:
+        self.done.set()
+        self.thread.join(timeout=5)
+
+
 def download(
     store: ModelStore,
     repo_id: str,
@@ -146,8 +219,10 @@ def download(
     margin_bytes: int = 1 << 30,
     progress: Callable[[int, int], None] = lambda done, total: None,
     cancel: threading.Event | None = None,
+    verify_log: VerifyLog | None = None,
 ) -> list[Path]:
-    """Download every file of ``model`` into the library; return the final paths."""
+    """Download every file of ``model`` into the library; return the final paths. With
+    ``verify_log``, a download whose every file matched the Hub's sha256 is recorded as verified."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import HfHubHTTPError
 
@@ -159,7 +234,8 @@ def download(
         if t.exists():
             raise DownloadError(f"{t.name} is already in the library")
     check_space(root, model.size, margin_bytes)
-    staging = root / STAGING / re.sub(r"[^\w.-]", "_", repo_id)
+    # one staging folder per model, so two downloads from one repo never touch each other's files
+    staging = root / STAGING / re.sub(r"[^\w.-]", "_", f"{repo_id}--{model.label}")
     staging.mkdir(parents=True, exist_ok=True)
     done = [0]
 
@@ -168,24 +244,33 @@ def download(
         progress(done[0], model.size)
 
     fetched: list[Path] = []
+    digests: list[str | None] = []
+    follower: _FollowHash | None = None
+    _drop_unresumable(staging)
     try:
-        for f in model.files:
-            before = done[0]
-            path = Path(
-                hf_hub_download(
-                    repo_id,
-                    f.name,
-                    revision=revision,
-                    local_dir=staging,
-                    endpoint=endpoint or os.environ.get("HF_ENDPOINT") or None,
-                    token=token or os.environ.get("HF_TOKEN"),
-                    tqdm_class=_progress_class(on_bytes, cancel),
+        try:
+            for f in model.files:
+                before = done[0]
+                follower = _FollowHash(staging, f.size)
+                path = Path(
+                    hf_hub_download(
+                        repo_id,
+                        f.name,
+                        revision=revision,
+                        local_dir=staging,
+                        endpoint=endpoint or os.environ.get("HF_ENDPOINT") or None,
+                        token=token or os.environ.get("HF_TOKEN"),
+                        tqdm_class=_progress_class(on_bytes, cancel),
+                    )
                 )
-            )
-            done[0] = before + f.size  # resumed bytes were counted before this run
-            progress(done[0], model.size)
-            fetched.append(path)
-            _verify(path, f)
+                streamed, follower = follower.result(), None
+                done[0] = before + f.size  # resumed bytes were counted before this run
+                progress(done[0], model.size)
+                fetched.append(path)
+                digests.append(_verify(path, f, streamed))
+        finally:
+            if follower is not None:
+                follower.abandon()  # stop following before the staging folder goes
     except DownloadCancelled:
         _discard(staging)
         raise
@@ -197,14 +282,47 @@ def download(
             ) from None
         raise DownloadError(f"download of {repo_id} failed: {_first_line(e)}") from None
     except HfHubHTTPError as e:
-        raise DownloadError(f"download of {repo_id} failed: {_first_line(e)} (partial data kept to resume)") from None
+        if _resumable(staging):
+            raise DownloadError(
+                f"download of {repo_id} failed: {_first_line(e)} (partial data kept to resume)"
+            ) from None
+        _discard(staging)
+        raise DownloadError(f"download of {repo_id} failed: {_first_line(e)}; nothing was kept") from None
     except DownloadError:
         _discard(staging)
         raise
     for src, dst in zip(fetched, targets, strict=True):
         os.replace(src, dst)
     _discard(staging)
+    if verify_log is not None and all(digests):
+        record_checked(verify_log, store, targets[0], [d for d in digests if d])
     return targets
+
+
+def record_checked(log: VerifyLog, store: ModelStore, path: Path, digests: list[str]) -> None:
+    """A download that matched the Hub's checksums counts as a verification: record it, so the
+    Models page shows the file as checked without hashing it a second time."""
+    try:
+        for part in store.split_parts(path):
+            validate_gguf(part, part.name)
+    except ModelStoreError as e:
+        ok, error = False, str(e)
+    else:
+        ok, error = True, ""
+    st = path.stat()
+    log.record(
+        str(path.resolve()),
+        {
+            "name": path.name,
+            "checked_at": time.time(),
+            "ok": ok,
+            "error": error,
+            "sha256": digests,
+            "source": "download (matches the Hub's sha256)",
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+        },
+    )
 
 
 def _target(root: Path, name: str) -> Path:
@@ -223,9 +341,13 @@ def check_space(root: Path, need: int, margin: int) -> None:
         )
 
 
-def _verify(path: Path, f: RemoteFile) -> None:
+def _verify(path: Path, f: RemoteFile, streamed: str | None) -> str | None:
+    """Check the Hub's checksum and the GGUF magic; return the verified sha256 (None: no checksum)."""
+    digest = None
     if f.sha256:
-        digest = sha256_file(path)
+        digest = streamed
+        if digest != f.sha256:
+            digest = sha256_file(path)  # no streamed digest, or one that might have followed a restart
         if digest != f.sha256:
             path.unlink(missing_ok=True)
             raise DownloadError(
@@ -237,6 +359,37 @@ def _verify(path: Path, f: RemoteFile) -> None:
     except ModelStoreError:
         path.unlink(missing_ok=True)
         raise
+    return digest
+
+
+def _temporaries(staging: Path) -> list[Path]:
+    folder = staging / ".cache" / "huggingface" / "download"
+    try:
+        return list(folder.rglob("*.incomplete")) if folder.is_dir() else []
+    except OSError:
+        return []
+
+
+# huggingface_hub names its temporary file "<hash>.<etag>.incomplete" where it resumes a transfer
+# across calls, and "<hash>.<etag>.<8 hex>.incomplete" (one per process) where it does not: it
+# only resumes within one call then. Files of the second kind can never be continued.
+_UNRESUMABLE_RE = re.compile(r"^[^.]+\.[^.]+\.[0-9a-f]{8}\.incomplete$")
+
+
+def _resumable(staging: Path) -> bool:
+    for p in _temporaries(staging):
+        try:
+            if not _UNRESUMABLE_RE.match(p.name) and p.stat().st_size > 0:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _drop_unresumable(staging: Path) -> None:
+    for p in _temporaries(staging):
+        if _UNRESUMABLE_RE.match(p.name):
+            p.unlink(missing_ok=True)
 
 
 def _discard(staging: Path) -> None:
