@@ -11,12 +11,17 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from zoe_panel.models import demo
 from zoe_panel.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from zoe_panel.runtime import Runtime
 
 CACHE = Path(os.environ.get("ZOE_CACHE") or Path.home() / ".cache" / "zoe-panel")
 
@@ -97,18 +102,58 @@ def wait_for(predicate, timeout_s: float = 30.0, interval_s: float = 0.05):  # t
         time.sleep(interval_s)
 
 
-@pytest.fixture
-def runtime(settings_with_model: Settings) -> Iterator:  # type: ignore[type-arg]
-    """A Runtime without a sampler thread; any engine it started is stopped afterwards."""
+def require_llama_server(settings: Settings) -> None:
+    """Fail (under make test) or skip when no llama-server can be found for these settings."""
+    from zoe_panel.engine.binary import find_llama_server
+    from zoe_panel.errors import BinaryNotFound
+
+    try:
+        find_llama_server(settings)
+    except BinaryNotFound as e:
+        require(False, str(e))
+
+
+@contextmanager
+def engine_runtime(settings: Settings, *, sampler: bool = False, engine: bool = True) -> Iterator[Runtime]:
+    """A Runtime (needing the engine binary when ``engine``); any engine it started is stopped
+    and the runtime closed afterwards."""
     from zoe_panel.runtime import Runtime
 
-    rt = Runtime(settings_with_model, sampler=False)
-    yield rt
+    if engine:
+        require_llama_server(settings)
+    rt = Runtime(settings, sampler=sampler)
     try:
-        rt.controller.stop(timeout_s=5)
-    except Exception:
-        pass
-    rt.close()
+        yield rt
+    finally:
+        try:
+            rt.controller.stop(timeout_s=5)
+        except Exception:
+            pass
+        rt.close()
+
+
+@pytest.fixture
+def runtime(settings_with_model: Settings) -> Iterator[Runtime]:
+    """A Runtime without a sampler thread."""
+    with engine_runtime(settings_with_model, engine=False) as rt:
+        yield rt
+
+
+@pytest.fixture
+def browser():  # type: ignore[no-untyped-def]
+    """Debian's Chromium under Playwright."""
+    from panel_server import CHROMIUM, CHROMIUM_ARGS
+
+    require(os.path.exists(CHROMIUM), "Debian's chromium is not installed (scripts/test_env.sh installs it)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        require(False, "playwright is not installed")
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
 
 
 @pytest.fixture

@@ -6,34 +6,16 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import free_port, require
-from panel_server import CHROMIUM, CHROMIUM_ARGS, panel, pick_option
+from conftest import free_port, require_llama_server
+from panel_server import panel, pick_option
 
-from zoe_panel.engine.binary import find_llama_server
-from zoe_panel.errors import BinaryNotFound
 from zoe_panel.runtime import Runtime
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture
-def browser():  # type: ignore[no-untyped-def]
-    require(os.path.exists(CHROMIUM), "Debian's chromium is not installed (scripts/test_env.sh installs it)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require(False, "playwright is not installed")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
-
-
 def test_start_chat_watch_stop(browser, settings_with_model, zoe_home: Path) -> None:  # type: ignore[no-untyped-def]
-    try:
-        find_llama_server(settings_with_model)
-    except BinaryNotFound as e:
-        require(False, str(e))
+    require_llama_server(settings_with_model)
     env = {"ZOE_HOME": str(zoe_home), "ZOE_ENGINE_PORT": os.environ["ZOE_ENGINE_PORT"]}
     try:
         with panel(free_port(), env) as url:

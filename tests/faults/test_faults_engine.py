@@ -8,14 +8,13 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import require, wait_for
+from conftest import engine_runtime, wait_for
 from faultkit import report
 
 from zoe_panel.chat import ChatParams
 from zoe_panel.chat_session import ChatSession
 from zoe_panel.engine.base import EngineState
-from zoe_panel.engine.binary import find_llama_server
-from zoe_panel.errors import BinaryNotFound, EngineError
+from zoe_panel.errors import EngineError
 from zoe_panel.runtime import Runtime
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
@@ -24,17 +23,8 @@ MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 @pytest.fixture
 def healing(settings_with_model) -> Iterator[Runtime]:  # type: ignore[no-untyped-def]
-    try:
-        find_llama_server(settings_with_model)
-    except BinaryNotFound as e:
-        require(False, str(e))
-    rt = Runtime(settings_with_model.replace(restart_policy="on-failure", restart_max=3), sampler=True)
-    yield rt
-    try:
-        rt.controller.stop(timeout_s=5)
-    except Exception:
-        pass
-    rt.close()
+    with engine_runtime(settings_with_model.replace(restart_policy="on-failure", restart_max=3), sampler=True) as rt:
+        yield rt
 
 
 def test_engine_sigkill_mid_reply_comes_back(healing: Runtime) -> None:

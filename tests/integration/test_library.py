@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import require
+from conftest import engine_runtime, require
 from hub_server import FakeHub
 
 from zoe_panel.chat import ChatParams
@@ -33,13 +33,8 @@ SMOL = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 @pytest.fixture
 def rt(settings_with_model) -> Iterator[Runtime]:  # type: ignore[no-untyped-def]
-    runtime = Runtime(settings_with_model, sampler=False)
-    yield runtime
-    try:
-        runtime.controller.stop(timeout_s=5)
-    except Exception:
-        pass
-    runtime.close()
+    with engine_runtime(settings_with_model, engine=False) as runtime:
+        yield runtime
 
 
 @pytest.fixture
