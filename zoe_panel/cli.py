@@ -262,26 +262,7 @@ def cmd_export(rt: Runtime, args: argparse.Namespace) -> int:
     from zoe_panel.engine import export
 
     spec = rt.default_spec(args.model, ctx=args.ctx)
-    eng = rt.docker_engine
-    kw: dict[str, Any] = dict(
-        image=args.image or eng.image_ref(),
-        models_root=rt.store.root,
-        binary=rt.settings.docker_llama_server,
-        gpu=eng.gpu_mode() if eng.gpu_mode() != "none" else "none",
-        runtime=rt.settings.docker_runtime,
-        jtop_socket=rt.settings.jtop_socket.exists(),
-    )
-    try:
-        from zoe_panel.engine.binary import find_llama_server
-
-        native = export.native_command(spec, find_llama_server(rt.settings))
-    except ZoePanelError:
-        native = export.native_command(spec, "llama-server")
-    data = {
-        "native": native,
-        "docker_run": export.docker_run_command(spec, **kw),
-        "compose": export.compose_service(spec, **kw),
-    }
+    data = export.exports(rt, spec, image=args.image)
     _emit(
         args, data, f"# native\n{data['native']}\n\n# docker run\n{data['docker_run']}\n\n# compose\n{data['compose']}"
     )

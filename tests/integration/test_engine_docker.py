@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -136,6 +137,53 @@ def test_container_killed_behind_the_panels_back(rt: Runtime, client) -> None:  
     client.containers.get(st.container_id).kill()
     failed = wait_for(lambda: (s := rt.controller.status(max_age_s=0)).state == EngineState.FAILED and s, 20)
     assert failed.exit_code == 137 and "SIGKILL" in failed.reason
+
+
+def test_exported_commands_run_as_pasted(rt: Runtime, client, docker_host: str) -> None:  # type: ignore[no-untyped-def]
+    """ "Copy as command": the docker run line starts a working engine through the docker CLI, the
+    compose block carries the same command, the native line names this machine's binary."""
+    import httpx
+    import yaml
+
+    from zoe_panel.engine.binary import find_llama_server
+    from zoe_panel.engine.export import exports
+
+    spec = rt.default_spec(MODEL, ctx=1024, api_key="k-123")
+    forms = exports(rt, spec)
+    assert "k-123" not in "".join(forms.values())  # the key stays a variable reference
+    native = shlex.split(forms["native"].split(" ", 1)[1])
+    assert native[:3] == [find_llama_server(rt.settings), "-m", spec.model]
+    run = shlex.split(forms["docker_run"])
+    service = yaml.safe_load(forms["compose"])["services"]["llm"]
+    assert service["image"] == IMAGE and service["network_mode"] == "host"
+    assert run[-len(service["command"]) - 1 :] == [IMAGE, *service["command"]]
+    assert service["volumes"][0] == f"{rt.store.root.resolve()}:/models:ro"
+    try:
+        subprocess.run(
+            run,
+            check=True,
+            capture_output=True,
+            env={**os.environ, "DOCKER_HOST": docker_host, "LLAMA_API_KEY": "k-123"},
+        )
+        base = f"http://127.0.0.1:{spec.port}"
+        wait_for(lambda: _status(f"{base}/health") == 200, 60)
+        body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+        url = f"{base}/v1/chat/completions"
+        assert httpx.post(url, json=body, timeout=30).status_code == 401  # the key came through -e
+        r = httpx.post(url, json=body, headers={"Authorization": "Bearer k-123"}, timeout=30)
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] is not None
+    finally:
+        for c in client.containers.list(all=True, filters={"name": "zoe-engine"}):
+            c.remove(force=True)
+
+
+def _status(url: str) -> int:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=2).status_code
+    except httpx.HTTPError:
+        return 0
 
 
 @pytest.mark.faults

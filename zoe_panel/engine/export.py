@@ -1,15 +1,19 @@
 """The current configuration as something an operator pastes elsewhere: the native command line,
-``docker run``, and a docker-compose service block. Pure functions; the API key is left as a
+``docker run``, and a docker-compose service block. Pure functions but ``exports``; the API key is left as a
 variable reference so it never lands in a shell history or a compose file in clear."""
 
 from __future__ import annotations
 
 import shlex
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from zoe_panel.engine.argv import Capabilities, llama_cpp_python_argv, llama_server_argv
 from zoe_panel.engine.base import EngineSpec
+
+if TYPE_CHECKING:
+    from zoe_panel.runtime import Runtime
 
 MODELS_MOUNT = "/models"
 
@@ -24,23 +28,28 @@ def native_command(spec: EngineSpec, binary: str, caps: Capabilities | None = No
     return prefix + shlex.join(argv)
 
 
-def _inner(spec: EngineSpec, models_root: Path) -> EngineSpec:
-    rel = Path(spec.model).resolve().relative_to(models_root.resolve()).as_posix()
-    return replace(spec, model=f"{MODELS_MOUNT}/{rel}")
+@dataclass(frozen=True)
+class ContainerTarget:
+    """Where an exported engine container runs: image, models folder and GPU wiring."""
+
+    image: str
+    models_root: Path
+    binary: str = "llama-server"
+    gpu: str = "runtime"  # runtime | device-requests | none, as DockerEngine.gpu_mode()
+    runtime: str = "nvidia"
+    caps: Capabilities | None = None
+    jtop_socket: bool = False
+
+    def argv(self, spec: EngineSpec) -> list[str]:
+        rel = Path(spec.model).resolve().relative_to(self.models_root.resolve()).as_posix()
+        return llama_server_argv(self.binary, replace(spec, model=f"{MODELS_MOUNT}/{rel}"), self.caps)
+
+    @property
+    def models_volume(self) -> str:
+        return f"{self.models_root.resolve()}:{MODELS_MOUNT}:ro"
 
 
-def docker_run_command(
-    spec: EngineSpec,
-    *,
-    image: str,
-    models_root: Path,
-    binary: str = "llama-server",
-    gpu: str = "runtime",
-    runtime: str = "nvidia",
-    caps: Capabilities | None = None,
-    jtop_socket: bool = False,
-) -> str:
-    argv = llama_server_argv(binary, _inner(spec, models_root), caps)
+def docker_run_command(spec: EngineSpec, target: ContainerTarget) -> str:
     parts = [
         "docker",
         "run",
@@ -52,44 +61,33 @@ def docker_run_command(
         "--shm-size",
         "8g",
         "-v",
-        f"{models_root.resolve()}:{MODELS_MOUNT}:ro",
+        target.models_volume,
         "--restart",
         "unless-stopped",
     ]
-    if gpu == "runtime":
-        parts += ["--runtime", runtime]
-    elif gpu == "device-requests":
+    if target.gpu == "runtime":
+        parts += ["--runtime", target.runtime]
+    elif target.gpu == "device-requests":
         parts += ["--gpus", "all"]
-    if jtop_socket:
+    if target.jtop_socket:
         parts += ["-v", "/run/jtop.sock:/run/jtop.sock"]
     if spec.api_key:
         parts += ["-e", "LLAMA_API_KEY"]
-    return shlex.join(parts + [image, *argv])
+    return shlex.join(parts + [target.image, *target.argv(spec)])
 
 
-def compose_service(
-    spec: EngineSpec,
-    *,
-    image: str,
-    models_root: Path,
-    binary: str = "llama-server",
-    gpu: str = "runtime",
-    runtime: str = "nvidia",
-    caps: Capabilities | None = None,
-    jtop_socket: bool = False,
-) -> str:
-    argv = llama_server_argv(binary, _inner(spec, models_root), caps)
+def compose_service(spec: EngineSpec, target: ContainerTarget) -> str:
     lines = [
         "services:",
         "  llm:",
-        f"    image: {image}",
+        f"    image: {target.image}",
         "    network_mode: host",
         "    shm_size: 8gb",
         "    restart: unless-stopped",
     ]
-    if gpu == "runtime":
-        lines.append(f"    runtime: {runtime}")
-    elif gpu == "device-requests":
+    if target.gpu == "runtime":
+        lines.append(f"    runtime: {target.runtime}")
+    elif target.gpu == "device-requests":
         lines += [
             "    deploy:",
             "      resources:",
@@ -99,14 +97,39 @@ def compose_service(
             "              count: all",
             "              capabilities: [gpu]",
         ]
-    lines += ["    volumes:", f"      - {models_root.resolve()}:{MODELS_MOUNT}:ro"]
-    if jtop_socket:
+    lines += ["    volumes:", f"      - {target.models_volume}"]
+    if target.jtop_socket:
         lines.append("      - /run/jtop.sock:/run/jtop.sock")
     if spec.api_key:
         lines += ["    environment:", "      LLAMA_API_KEY: ${ZOE_ENGINE_API_KEY}"]
     lines.append("    command:")
-    lines += [f"      - {_yaml_str(a)}" for a in argv]
+    lines += [f"      - {_yaml_str(a)}" for a in target.argv(spec)]
     return "\n".join(lines) + "\n"
+
+
+def exports(rt: Runtime, spec: EngineSpec, *, image: str | None = None) -> dict[str, str]:
+    """The three forms of ``spec`` for this panel's settings: native, docker_run, compose."""
+    from zoe_panel.engine.binary import find_llama_server
+    from zoe_panel.errors import ZoePanelError
+
+    eng = rt.docker_engine
+    target = ContainerTarget(
+        image=image or eng.image_ref(),
+        models_root=rt.store.root,
+        binary=rt.settings.docker_llama_server,
+        gpu=eng.gpu_mode(),
+        runtime=rt.settings.docker_runtime,
+        jtop_socket=rt.settings.jtop_socket.exists(),
+    )
+    try:
+        binary = find_llama_server(rt.settings)
+    except ZoePanelError:
+        binary = "llama-server"  # still a useful line to paste on a machine that has one
+    return {
+        "native": native_command(spec, binary),
+        "docker_run": docker_run_command(spec, target),
+        "compose": compose_service(spec, target),
+    }
 
 
 def _yaml_str(text: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import streamlit as st
@@ -69,21 +68,7 @@ def export_panel(rt: Runtime, spec: Any) -> None:
     if spec is None:
         return
     with st.expander("Copy as command (native, docker run, compose)"):
-        eng = rt.docker_engine
-        kw: Mapping[str, Any] = dict(
-            image=eng.image_ref(),
-            models_root=rt.store.root,
-            binary=rt.settings.docker_llama_server,
-            gpu=eng.gpu_mode(),
-            runtime=rt.settings.docker_runtime,
-            jtop_socket=rt.settings.jtop_socket.exists(),
-        )
-        try:
-            from zoe_panel.engine.binary import find_llama_server
-
-            binary = find_llama_server(rt.settings)
-        except ZoePanelError:
-            binary = "llama-server"
-        st.code(export.native_command(spec, binary), language="bash")
-        st.code(export.docker_run_command(spec, **kw), language="bash")
-        st.code(export.compose_service(spec, **kw), language="yaml")
+        forms = export.exports(rt, spec)
+        st.code(forms["native"], language="bash")
+        st.code(forms["docker_run"], language="bash")
+        st.code(forms["compose"], language="yaml")
