@@ -10,7 +10,6 @@ Cancel and errors (a full disk, a bad checksum) leave nothing behind.
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
 import os
 import re
@@ -24,6 +23,7 @@ from pathlib import Path
 from zoe_panel.errors import DownloadError, ModelStoreError
 from zoe_panel.models.demo import sha256_file
 from zoe_panel.models.gguf_meta import check_magic
+from zoe_panel.models.hf_staging import FollowHash, drop_unresumable, resumable
 from zoe_panel.models.library import VerifyLog, validate_gguf
 from zoe_panel.models.store import SPLIT_RE, ModelStore
 
@@ -138,76 +138,6 @@ def _progress_class(on_bytes: Callable[[int], None], cancel: threading.Event) ->
     return Progress
 
 
-class _FollowHash:
-    """sha256 of the file huggingface_hub is writing, computed while it writes.
-
-    Hashing after the download re-reads the whole file: for a model larger than the page cache, or
-    on a Jetson's SD card, that is a second pass over the disk. Following the temporary file as it
-    grows hashes data that is still in memory, hidden behind the network. The digest is only
-    used when it covers exactly the expected size; anything else (huggingface_hub laid its
-    temporary files out differently, a transfer restarted from zero, the file was already there)
-    gives None and the caller hashes the finished file instead.
-    """
-
-    def __init__(self, staging: Path, size: int) -> None:
-        self.folder = staging / ".cache" / "huggingface" / "download"
-        self.size = size
-        self.since = time.time() - 1.0
-        self.done = threading.Event()
-        self.digest = hashlib.sha256()
-        self.read = 0
-        self.ok = False
-        self.thread = threading.Thread(target=self._run, name="zoe-download-hash", daemon=True)
-        self.thread.start()
-
-    def _find(self) -> Path | None:
-        found = []
-        try:
-            listing = list(self.folder.rglob("*.incomplete")) if self.folder.is_dir() else []
-        except OSError:
-            return None  # the folder changed under the walk: look again
-        for p in listing:
-            try:
-                if p.stat().st_mtime >= self.since:
-                    found.append(p)
-            except OSError:
-                continue  # renamed between the listing and the stat
-        return found[0] if len(found) == 1 else None
-
-    def _run(self) -> None:
-        path = None
-        while path is None:
-            if self.done.is_set():
-                return
-            path = self._find()
-            if path is None:
-                self.done.wait(0.05)
-        try:
-            f = path.open("rb")  # the open file survives huggingface_hub's final rename
-        except OSError:
-            return
-        with f:
-            while True:
-                block = f.read(1 << 20)
-                if block:
-                    self.digest.update(block)
-                    self.read += len(block)
-                elif self.done.is_set():
-                    break  # the writer has closed the file: everything is visible
-                else:
-                    self.done.wait(0.02)
-        self.ok = self.read == self.size
-
-    def result(self) -> str | None:
-        self.done.set()
-        self.thread.join()
-        return self.digest.hexdigest() if self.ok else None
-
-    def abandon(self) -> None:
-        self.done.set()
-        self.thread.join(timeout=5)
-
-
 def download(
     store: ModelStore,
     repo_id: str,
@@ -245,13 +175,13 @@ def download(
 
     fetched: list[Path] = []
     digests: list[str | None] = []
-    follower: _FollowHash | None = None
-    _drop_unresumable(staging)
+    follower: FollowHash | None = None
+    drop_unresumable(staging)
     try:
         try:
             for f in model.files:
                 before = done[0]
-                follower = _FollowHash(staging, f.size)
+                follower = FollowHash(staging, f.size)
                 path = Path(
                     hf_hub_download(
                         repo_id,
@@ -282,7 +212,7 @@ def download(
             ) from None
         raise DownloadError(f"download of {repo_id} failed: {_first_line(e)}") from None
     except HfHubHTTPError as e:
-        if _resumable(staging):
+        if resumable(staging):
             raise DownloadError(
                 f"download of {repo_id} failed: {_first_line(e)} (partial data kept to resume)"
             ) from None
@@ -360,36 +290,6 @@ def _verify(path: Path, f: RemoteFile, streamed: str | None) -> str | None:
         path.unlink(missing_ok=True)
         raise
     return digest
-
-
-def _temporaries(staging: Path) -> list[Path]:
-    folder = staging / ".cache" / "huggingface" / "download"
-    try:
-        return list(folder.rglob("*.incomplete")) if folder.is_dir() else []
-    except OSError:
-        return []
-
-
-# huggingface_hub names its temporary file "<hash>.<etag>.incomplete" where it resumes a transfer
-# across calls, and "<hash>.<etag>.<8 hex>.incomplete" (one per process) where it does not: it
-# only resumes within one call then. Files of the second kind can never be continued.
-_UNRESUMABLE_RE = re.compile(r"^[^.]+\.[^.]+\.[0-9a-f]{8}\.incomplete$")
-
-
-def _resumable(staging: Path) -> bool:
-    for p in _temporaries(staging):
-        try:
-            if not _UNRESUMABLE_RE.match(p.name) and p.stat().st_size > 0:
-                return True
-        except OSError:
-            continue
-    return False
-
-
-def _drop_unresumable(staging: Path) -> None:
-    for p in _temporaries(staging):
-        if _UNRESUMABLE_RE.match(p.name):
-            p.unlink(missing_ok=True)
 
 
 def _discard(staging: Path) -> None:
