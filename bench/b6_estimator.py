@@ -41,17 +41,7 @@ def main(smoke: bool = False) -> Table:
     equal = 0
     errors = []
     for c in cases:
-        spec = rt.default_spec(
-            c.model,
-            ctx=c.ctx,
-            parallel=c.parallel,
-            kv_unified=c.unified,
-            cache_type_k=c.cache,
-            cache_type_v=c.cache,
-            flash_attn=c.flash_attn,
-            ubatch=c.ubatch,
-            swa_full=c.swa_full,
-        )
+        spec = c.spec(rt)
         r = trial_run(rt, spec, timeout_s=90, settle_s=1.0)
         kv_ours = r.estimate.kv_bytes / MIB
         kv_llama = sum(e.bytes or 0 for e in r.kv_events()) / MIB

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from zoe_panel.models.demo import GEMMA3_270M, SMOLLM2
 from zoe_panel.models.synth import SynthShape
+
+if TYPE_CHECKING:
+    from zoe_panel.engine.base import EngineSpec
+    from zoe_panel.runtime import Runtime
 
 SYNTH = {
     "synth-llama-gqa4.gguf": SynthShape(n_layer=6, n_embd=256, n_head=8, n_head_kv=2),
@@ -33,6 +38,20 @@ class Case:
     flash_attn: str = "auto"
     ubatch: int = 512
     swa_full: bool = False
+
+    def spec(self, rt: Runtime) -> EngineSpec:
+        """The engine settings this case stands for, from the runtime's defaults."""
+        return rt.default_spec(
+            self.model,
+            ctx=self.ctx,
+            parallel=self.parallel,
+            kv_unified=self.unified,
+            cache_type_k=self.cache,
+            cache_type_v=self.cache,
+            flash_attn=self.flash_attn,
+            ubatch=self.ubatch,
+            swa_full=self.swa_full,
+        )
 
     def __str__(self) -> str:
         return (

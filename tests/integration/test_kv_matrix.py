@@ -62,17 +62,7 @@ def mib2(n: int) -> float:
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_kv_bytes_equal_llama_cpp(rt: Runtime, case: Case) -> None:
-    spec = rt.default_spec(
-        case.model,
-        ctx=case.ctx,
-        parallel=case.parallel,
-        kv_unified=case.unified,
-        cache_type_k=case.cache,
-        cache_type_v=case.cache,
-        flash_attn=case.flash_attn,
-        ubatch=case.ubatch,
-        swa_full=case.swa_full,
-    )
+    spec = case.spec(rt)
     result = trial_run(rt, spec, timeout_s=90)
     assert result.ready, f"engine did not load {case}: {result.error}"
     reported = result.kv_events()
