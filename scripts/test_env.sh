@@ -54,10 +54,20 @@ YML
     setsid docker-registry serve "$D/registry.yml" >"$D/registry.log" 2>&1 < /dev/null &
     sleep 1
   fi
-  bin=$(PATH="$PWD/.venv/bin:$PATH" scripts/build_llama_server.sh)
-  if ! DOCKER_HOST="unix://$SOCK" .venv/bin/python -c "import docker; docker.from_env().images.get('zoe-panel/llama-server:local')" 2>/dev/null; then
+  bin=$(.venv/bin/python -m zoe_panel.build llama-server | tail -1)
+  model=$(.venv/bin/python -c 'from zoe_panel.build.__main__ import default_cache, demo_model; print(demo_model(default_cache()))')
+  # Rebuilt when the checked binary changes (the image is labelled with it); smoke-run in a container.
+  if ! DOCKER_HOST="unix://$SOCK" .venv/bin/python - "$bin" <<'PY' 2>/dev/null
+import sys, docker
+from pathlib import Path
+b = Path(sys.argv[1]).resolve(); st = b.stat()
+img = docker.from_env().images.get("zoe-panel/llama-server:local")
+sys.exit(0 if (img.labels or {}).get("zoe-panel.binary") == f"{b}:{st.st_size}:{st.st_mtime_ns}" else 1)
+PY
+  then
     echo ">> building the engine image from $bin" >&2
-    DOCKER_HOST="unix://$SOCK" .venv/bin/python scripts/build_engine_image.py "$bin" zoe-panel/llama-server:local >&2
+    DOCKER_HOST="unix://$SOCK" .venv/bin/python scripts/build_engine_image.py "$bin" zoe-panel/llama-server:local \
+      --smoke-model "$model" >&2
   fi
   echo "export ZOE_TEST_DOCKER_HOST=unix://$SOCK ZOE_TEST_REGISTRY=127.0.0.1:$REG_PORT"
 fi

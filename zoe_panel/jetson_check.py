@@ -43,6 +43,7 @@ def jetson_check(settings: Settings) -> CheckReport:
         r.facts.update({"L4T": l4t.version, "JetPack": l4t.jetpack, "CUDA (BSP)": l4t.cuda or "unknown"})
         if not l4t.cuda:
             r.fixes.append(f"L4T {l4t.version} is not in the panel's table: set docker_image by hand")
+    _native_build(settings, r)
     _docker(settings, r, l4t)
     sock = settings.jtop_socket
     r.facts["jtop service"] = f"socket {sock} present" if sock.exists() else f"no socket at {sock}"
@@ -57,6 +58,20 @@ def jetson_check(settings: Settings) -> CheckReport:
             f"power mode is {mode}: for full speed use MAXN (sudo nvpmodel -m <MAXN id>; sudo jetson_clocks)"
         )
     return r
+
+
+def _native_build(settings: Settings, r: CheckReport) -> None:
+    """The native llama-server this machine would run, and the variant it was built as."""
+    from zoe_panel.engine.binary import build_of, find_llama_server
+
+    try:
+        binary = find_llama_server(settings)
+    except ZoePanelError as e:
+        r.facts["native engine"] = "none"
+        r.fixes.append(str(e))
+        return
+    build = build_of(settings, binary)
+    r.facts["native engine"] = binary + (f": {build}" if build else " (not built by the panel; not smoke-checked)")
 
 
 def _docker(settings: Settings, r: CheckReport, l4t: Any) -> None:

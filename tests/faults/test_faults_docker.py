@@ -73,8 +73,12 @@ def own_daemon(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Path, list[subprocess.Popen[bytes]]]]:
     require(os.geteuid() == 0 and shutil.which("dockerd") is not None, "needs root and dockerd")
-    binaries = sorted((CACHE / "bin").glob("llama-server-*-cpu"))
-    require(bool(binaries), "no native llama-server build to make the engine image from")
+    from zoe_panel.build.records import BuildRecords
+    from zoe_panel.engine.binary import fingerprint
+
+    chosen = BuildRecords(CACHE).chosen(fingerprint(), "llama-server", "cpu")
+    require(chosen is not None, "no checked native llama-server build to make the engine image from")
+    binaries = [chosen.path]  # type: ignore[union-attr]
     d = Path("/tmp") / f"zoe-fault-docker-{os.getpid()}"  # short: unix socket paths are limited
     d.mkdir(exist_ok=True)
     proc = start_dockerd(d)
@@ -122,7 +126,7 @@ def test_docker_daemon_stopped_mid_run_then_back(own_daemon, settings_with_model
         env={**os.environ, "ZOE_HOME": str(rt.settings.home), "ZOE_DOCKER_IMAGE": IMAGE},
     )
     cli_state = json.loads(cli.stdout)
-    served = _chat_directly(first.base_url or "")
+    served = _chat_directly(first.base_url or "", first.spec.api_key if first.spec else "")
     procs.append(start_dockerd(own_daemon))
     rt.docker_engine._client = None
     rt.docker_engine._down_until = 0.0
@@ -157,11 +161,11 @@ def test_docker_daemon_stopped_mid_run_then_back(own_daemon, settings_with_model
     rt.controller.stop()
 
 
-def _chat_directly(base: str) -> bool:
+def _chat_directly(base: str, key: str) -> bool:
     from zoe_panel.chat import ChatClient
 
     try:
-        _, st = ChatClient(base).complete([{"role": "user", "content": "hi"}], ChatParams(max_tokens=4))
+        _, st = ChatClient(base, api_key=key).complete([{"role": "user", "content": "hi"}], ChatParams(max_tokens=4))
         return st.completion_tokens > 0
     except Exception:
         return False

@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
-import json
+import functools
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from zoe_panel.build.records import BuildRecords
+from zoe_panel.build.variants import machine_fingerprint
 from zoe_panel.engine.argv import Capabilities
 from zoe_panel.errors import BinaryNotFound
+from zoe_panel.jsonfile import read_cache, write_json_atomic
 from zoe_panel.settings import Settings
 
 HOW_TO_GET = (
     "run `make llama-server` (builds it once from the llama.cpp source in the llama-cpp-python "
-    "sdist, cached under ~/.cache/zoe-panel), put llama-server on PATH, or set ZOE_LLAMA_SERVER "
-    "to its path"
+    "sdist, checks it decodes, caches it under ~/.cache/zoe-panel), put llama-server on PATH, or "
+    "set ZOE_LLAMA_SERVER to its path"
 )
 
 
 def find_llama_server(settings: Settings) -> str:
-    """The llama-server to run: ZOE_LLAMA_SERVER, then PATH, then the cached build."""
+    """The llama-server to run: ZOE_LLAMA_SERVER, then PATH, then the build chosen on this machine.
+
+    A cached build is used only once it has decoded tokens here (``make llama-server`` smoke-runs
+    it): a binary that traps at its first decode passes ``--version`` all the same."""
     if settings.llama_server:
         path = Path(settings.llama_server).expanduser()
         if path.is_file() and os.access(path, os.X_OK):
@@ -30,18 +36,38 @@ def find_llama_server(settings: Settings) -> str:
     on_path = shutil.which("llama-server")
     if on_path:
         return on_path
-    cached = sorted(
-        (p for p in (settings.cache_dir / "bin").glob("llama-server-*") if os.access(p, os.X_OK)),
-        key=lambda p: p.stat().st_mtime,
-        reverse=True,
-    )
-    # Prefer a GPU build where one was made, since it is what the machine was set up for.
-    for p in cached:
-        if "cuda" in p.name:
-            return str(p)
-    if cached:
-        return str(cached[0])
+    records = BuildRecords(settings.cache_dir)
+    chosen = records.chosen(fingerprint(), "llama-server")
+    if chosen is not None:
+        return chosen.path
+    if any(r.kind == "llama-server" for r in records.all()):
+        raise BinaryNotFound(
+            "a llama-server build is cached but has not been checked on this machine yet: run "
+            "`make llama-server` (it smoke-runs the build, in seconds, and rebuilds a safer variant "
+            "if it crashes)"
+        )
     raise BinaryNotFound(f"llama-server was not found; {HOW_TO_GET}")
+
+
+@functools.lru_cache(maxsize=1)
+def fingerprint() -> str:
+    return machine_fingerprint()
+
+
+def build_of(settings: Settings, binary: str) -> str:
+    """The variant of a binary the panel built ('native-noamx (cpu, smoke 83.1 tok/s)'), or ''."""
+    from zoe_panel.build.server import describe
+
+    rec = BuildRecords(settings.cache_dir).for_path(binary)
+    return describe(rec, fingerprint()) if rec is not None else ""
+
+
+def python_build(settings: Settings) -> str:
+    """The variant of the llama-cpp-python wheel the panel built and checked here, or ''."""
+    from zoe_panel.build.server import describe
+
+    rec = BuildRecords(settings.cache_dir).chosen(fingerprint(), "llama-cpp-python")
+    return describe(rec, fingerprint()) if rec is not None else ""
 
 
 def python_server_available() -> tuple[bool, str]:
@@ -60,22 +86,15 @@ def capabilities(binary: str, cache_file: Path) -> Capabilities:
     """Read ``--help``/``--version`` once per binary (path, size, mtime) and cache the result."""
     st = Path(binary).stat()
     key = f"{Path(binary).resolve()}:{st.st_size}:{st.st_mtime_ns}"
-    cache: dict[str, dict[str, object]] = {}
-    try:
-        cache = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    if "flags" in cache.get(key, {}):  # entries without flags predate the check
+    cache: dict[str, dict[str, object]] = read_cache(cache_file, dict)
+    if isinstance(cache.get(key), dict) and "flags" in cache[key]:  # entries without flags predate the check
         return Capabilities.from_dict(cache[key])
     help_text = _run([binary, "--help"])
     version_text = _run([binary, "--version"])
     caps = Capabilities.from_help(help_text, version_text)
     cache[key] = caps.to_dict()
     try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(cache, indent=1))
-        os.replace(tmp, cache_file)
+        write_json_atomic(cache_file, cache, indent=1)
     except OSError:
         pass  # a read-only state folder costs one --help per start, nothing more
     return caps

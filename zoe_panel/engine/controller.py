@@ -7,6 +7,7 @@ a fraction of a second because every open tab polls it.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -71,6 +72,9 @@ class EngineController:
                 st = backend.status()
             except EngineError as e:
                 st = EngineStatus(EngineState.STOPPED, backend=backend.name, reason=str(e))
+            except Exception as e:  # noqa: BLE001 - one backend's breakage must never stop another's Start
+                logging.getLogger(__name__).warning("backend %s unavailable: %s", backend.name, e)
+                st = EngineStatus(EngineState.STOPPED, backend=backend.name, reason=f"unavailable: {e}")
             if st.state.is_running:
                 return st
             if fallback is None or (st.started_at or 0) > (fallback.started_at or 0):
