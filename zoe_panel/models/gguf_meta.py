@@ -1,7 +1,8 @@
-"""Read a GGUF file's header with the ``gguf`` package into a plain, cacheable record.
+"""A GGUF file's header as a plain, cacheable record (``GGUFInfo``).
 
-``GGUFReader`` parses every key, tokenizer arrays included, which takes seconds for a
-262k-token vocabulary; the store therefore caches ``GGUFInfo`` by (path, size, mtime).
+The header is read by the bounded reader of gguf_header.py in a child process, so no file, however
+made, can take more than READ_TIMEOUT_S or READ_ADDRESS_SPACE_MIB; the store caches the record by
+(path, size, mtime).
 """
 
 from __future__ import annotations
@@ -12,17 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from zoe_panel.errors import InvalidModelError
+from zoe_panel.models.gguf_header import Header
 
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
-# Arrays worth keeping (per-layer hyper-parameters); token lists and merges are skipped.
-_KEEP_ARRAY_SUFFIXES = (
-    "head_count_kv",
-    "head_count",
-    "sliding_window_pattern",
-    "feed_forward_length",
-    "full_attention_interval",
-)
 _BLOCK_RE = re.compile(r"^blk\.(\d+)\.")
 
 
@@ -84,27 +78,45 @@ def check_magic(path: Path, display: str | None = None) -> int:
     return version
 
 
+# What reading one header may cost: real headers (a 262k-token vocabulary) take well under both.
+READ_TIMEOUT_S = 10.0
+READ_ADDRESS_SPACE_MIB = 96
+
+
 def read_gguf(path: Path, display: str | None = None) -> GGUFInfo:
-    """Parse a GGUF header and tensor table. Any parse failure becomes InvalidModelError."""
+    """Parse a GGUF header and tensor table in a child process with an address-space limit and a
+    timeout (a hostile file can only fail, never stall or swell the panel). Any failure becomes
+    InvalidModelError."""
     name = display or path.name
     version = check_magic(path, name)
     size = path.stat().st_size
-    from gguf import GGUFReader
+    header = _parse_in_child(path, name)
+    if not header.tensors:
+        raise InvalidModelError(f"{name}: the file holds no tensors (a header without weights is not a model)")
+    return summarise(path, size, version, header)
 
+
+def _parse_in_child(path: Path, name: str) -> Header:
+    import json
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "zoe_panel.models.gguf_header", str(path)]
+    argv += [str(READ_ADDRESS_SPACE_MIB), str(int(READ_TIMEOUT_S))]
     try:
-        reader = GGUFReader(str(path), "r")
-        metadata = _scalar_fields(reader)
-        tensors = [(t.name, int(t.n_elements), int(t.n_bytes), int(t.data_offset)) for t in reader.tensors]
-    except InvalidModelError:
-        raise
-    except Exception as e:  # noqa: BLE001 - the reader raises many types on malformed input
-        why = _short(e)
-        if "reshape" in why or "smaller than" in why or "out of bounds" in why:
-            raise InvalidModelError(
-                f"{name}: truncated or corrupt: its tensor data does not fit in the file ({why}); download it again"
-            ) from None
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=READ_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise InvalidModelError(
+            f"{name}: reading its header took over {READ_TIMEOUT_S:.0f} s; not a usable GGUF"
+        ) from None
+    try:
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        why = "it ran out of its memory limit" if done.returncode else "no answer"
         raise InvalidModelError(f"{name}: the GGUF header does not parse ({why})") from None
-    return _summarise(path, size, version, metadata, tensors)
+    if "error" in result:
+        raise InvalidModelError(f"{name}: the GGUF header does not parse: {result['error']}")
+    return Header.from_json(result["ok"])
 
 
 def _short(e: BaseException) -> str:
@@ -112,66 +124,41 @@ def _short(e: BaseException) -> str:
     return text[:200]
 
 
-def _scalar_fields(reader: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, fld in reader.fields.items():
-        if name.startswith("GGUF."):
-            continue
-        is_array = len(fld.types) > 1
-        if is_array:
-            if name.endswith(_KEEP_ARRAY_SUFFIXES) or name == "general.languages":
-                out[name] = _plain(fld.contents())
-            elif name == "tokenizer.ggml.tokens":
-                out["tokenizer.ggml.tokens.count"] = len(fld.data)
-            continue
-        if name == "tokenizer.chat_template":
-            out[name] = str(fld.contents())
-            continue
-        out[name] = _plain(fld.contents())
-    return out
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return value
-
-
-def _summarise(
-    path: Path, size: int, version: int, metadata: dict[str, Any], tensors: list[tuple[str, int, int, int]]
-) -> GGUFInfo:
-    n_blocks = 0
-    for name, *_ in tensors:
-        m = _BLOCK_RE.match(name)
-        if m:
-            n_blocks = max(n_blocks, int(m.group(1)) + 1)
-    per_layer = [0] * n_blocks
+def summarise(path: Path | str, size: int, version: int, header: Header) -> GGUFInfo:
+    """The panel's record of a header. Per-layer bytes are indexed by block number only within the
+    model's ``block_count`` (a tensor named blk.100000000.x must not size a list)."""
+    metadata = header.metadata
+    arch = str(metadata.get("general.architecture", ""))
+    declared = metadata.get(f"{arch}.block_count")
+    n_blocks = declared if isinstance(declared, int) and 0 <= declared <= 100_000 else None
+    per_block: dict[int, int] = {}
     other = output = embd = 0
-    for name, _n, nbytes, _off in tensors:
-        m = _BLOCK_RE.match(name)
+    for t in header.tensors:
+        m = _BLOCK_RE.match(t.name)
         if m:
-            per_layer[int(m.group(1))] += nbytes
+            i = int(m.group(1))
+            limit = n_blocks if n_blocks is not None else len(header.tensors)
+            if i >= limit:
+                what = f"block_count {n_blocks}" if n_blocks is not None else f"{len(header.tensors)} tensors"
+                raise InvalidModelError(f"{Path(path).name}: tensor {t.name} names block {i}, beyond {what}")
+            per_block[i] = per_block.get(i, 0) + t.n_bytes
             continue
-        other += nbytes
-        if name.startswith("output."):
-            output += nbytes
-        elif name.startswith("token_embd."):
-            embd += nbytes
-    end = max((off + nbytes for _n, _e, nbytes, off in tensors), default=0)
+        other += t.n_bytes
+        if t.name.startswith("output."):
+            output += t.n_bytes
+        elif t.name.startswith("token_embd."):
+            embd += t.n_bytes
+    count = n_blocks if n_blocks is not None else (max(per_block) + 1 if per_block else 0)
     return GGUFInfo(
         path=str(path),
         file_size_bytes=size,
         gguf_version=version,
         metadata=metadata,
-        tensor_count=len(tensors),
-        tensor_bytes=sum(t[2] for t in tensors),
-        tensor_data_end=end,
-        parameter_count=sum(t[1] for t in tensors),
-        layer_tensor_bytes=per_layer,
+        tensor_count=len(header.tensors),
+        tensor_bytes=sum(t.n_bytes for t in header.tensors),
+        tensor_data_end=max((t.offset + t.n_bytes for t in header.tensors), default=0),
+        parameter_count=sum(t.n_elements for t in header.tensors),
+        layer_tensor_bytes=[per_block.get(i, 0) for i in range(count)],
         other_tensor_bytes=other,
         output_tensor_bytes=output,
         token_embd_bytes=embd,

@@ -8,10 +8,10 @@ files outside it.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +19,12 @@ from typing import Any
 from filelock import FileLock
 
 from zoe_panel.errors import InvalidModelError, ModelStoreError
+from zoe_panel.jsonfile import read_cache, write_json_atomic
 from zoe_panel.models.gguf_meta import GGUFInfo, read_gguf
 from zoe_panel.models.shape import model_shape
 
 GGUF_SUFFIX = ".gguf"
+MAX_CACHE_ENTRIES = 512  # metadata records kept (one per file); the least recently used go first
 SPLIT_RE = re.compile(r"^(?P<base>.+)-(?P<i>\d{5})-of-(?P<n>\d{5})\.gguf$", re.I)
 
 
@@ -217,27 +219,38 @@ class ModelStore:
 
     def _load_cache(self) -> dict[str, dict[str, Any]]:
         if self._mem is None:
-            try:
-                self._mem = json.loads(self.cache_file.read_text())
-            except (OSError, ValueError):
-                self._mem = {}
+            self._mem = read_cache(self.cache_file, dict)
         return self._mem
 
-    def _store(self, key: str, record: dict[str, Any]) -> None:
+    def _store(self, key: str, record: dict[str, Any] | None) -> None:
+        """Put (or, with None, drop) one record; the file is merged with other processes' entries,
+        entries of files that are gone are pruned, and at most MAX_CACHE_ENTRIES are kept."""
         with self._lock:
-            cache = self._load_cache()
-            cache[key] = record
             try:
                 self.cache_file.parent.mkdir(parents=True, exist_ok=True)
                 with FileLock(str(self.cache_file) + ".lock", timeout=10):
-                    try:
-                        on_disk = json.loads(self.cache_file.read_text())
-                    except (OSError, ValueError):
-                        on_disk = {}
-                    on_disk.update(cache)
-                    tmp = self.cache_file.with_suffix(".tmp")
-                    tmp.write_text(json.dumps(on_disk))
-                    os.replace(tmp, self.cache_file)
-                    self._mem = on_disk
+                    on_disk = read_cache(self.cache_file, dict)
+                    on_disk.update(self._load_cache())
+                    if record is None:
+                        on_disk.pop(key, None)
+                    else:
+                        on_disk[key] = {**record, "used": time.time()}
+                    self._mem = _pruned(on_disk)
+                    write_json_atomic(self.cache_file, self._mem)
             except OSError:
                 pass  # an unwritable cache only costs a re-read next time
+
+    def forget(self, path: Path) -> None:
+        """Drop a deleted file's metadata from the cache."""
+        key = str(path.resolve())
+        with self._lock:
+            self._load_cache().pop(key, None)
+        self._store(key, None)
+
+
+def _pruned(cache: dict[str, Any]) -> dict[str, Any]:
+    alive = {k: v for k, v in cache.items() if isinstance(v, dict) and os.path.exists(k)}
+    if len(alive) <= MAX_CACHE_ENTRIES:
+        return alive
+    newest = sorted(alive.items(), key=lambda kv: float(kv[1].get("used", 0)), reverse=True)
+    return dict(newest[:MAX_CACHE_ENTRIES])
