@@ -8,7 +8,7 @@ PORT ?= 8501
 .PHONY: run setup test test-fast lint bench faults llama-server clean
 
 run: setup
-	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT)
+	$(PY) -m zoe_panel.web --server.address $(HOST) --server.port $(PORT)
 
 setup:
 	@scripts/setup.sh

@@ -4,14 +4,15 @@ import streamlit as st
 
 from zoe_panel.runtime import get_runtime
 from zoe_panel.ui.boot import guard
-from zoe_panel.ui.library_view import hub_panel, jobs_panel, manage_panel, upload_panel
+from zoe_panel.ui.library_view import hub_panel, jobs_panel, manage_panel, upload_panel, upload_progress
 from zoe_panel.ui.models_view import model_rows
+from zoe_panel.ui.widgets import md
 
 guard()
 
 rt = get_runtime()
 st.title("Models")
-st.caption(f"Models folder: `{rt.store.root}`")
+st.caption(f"Models folder: {md(rt.store.root)}")
 
 with st.spinner("Reading GGUF headers (cached after the first read)…"):
     rows, invalid = model_rows(rt)
@@ -20,7 +21,7 @@ if rows:
 else:
     st.info("No GGUF files here yet.")
 for name, error in invalid:
-    st.error(f"{name}: {error}")
+    st.error(md(error if error.startswith(name) else f"{name}: {error}", inline=False))
 
 manage_panel(rt, [r["file"] for r in rows])
 
@@ -34,6 +35,7 @@ with upload_tab:
 
 @st.fragment(run_every=1.0)
 def live_jobs() -> None:
+    upload_progress()
     jobs_panel(rt)
 
 

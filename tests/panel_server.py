@@ -1,4 +1,5 @@
-"""Run ``streamlit run app.py`` for browser tests and open Debian's Chromium with Playwright."""
+"""Serve the panel as `make run` does (python -m zoe_panel.web) for browser tests, and open
+Debian's Chromium with Playwright."""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ def panel(port: int, env: dict[str, str], *, address: str = "127.0.0.1") -> Iter
 
 @contextmanager
 def _streamlit(port: int, env: dict[str, str], address: str, log: IO[bytes]) -> Iterator[subprocess.Popen[bytes]]:
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
+    # The panel's launcher (make run): serve.py's App, uvicorn's own proxy-header trust turned off.
+    cmd = [sys.executable, "-m", "zoe_panel.web", "--server.port", str(port)]
     cmd += ["--server.address", address, "--server.headless", "true"]
     proc = subprocess.Popen(
         cmd, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

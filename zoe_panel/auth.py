@@ -3,12 +3,16 @@
 The hash comes from ``ZOE_PASSWORD_HASH`` or ``.streamlit/secrets.toml`` (``[zoe] password_hash``,
 written by ``python -m zoe_panel set-password``). Failed attempts are counted per client address
 and lock it out for a while; a session expires after ``session_timeout_s`` of inactivity.
+
+How lockout is keyed: by the client's IP address as the TCP connection shows it. Every client on
+the panel's own machine (loopback) shares one bucket, "local". X-Forwarded-For is believed only
+from a proxy the ``trusted_proxies`` setting names, and then only its right-most untrusted entry:
+a client cannot pick its own address to get fresh attempts or lock out someone else.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
 import sys
 import threading
 import time
@@ -16,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zoe_panel.errors import AuthError
+from zoe_panel.settings import write_private
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -90,11 +95,7 @@ def write_password_hash(hashed: str, secrets_file: Path = SECRETS) -> Path:
     zoe = dict(data.get("zoe") or {})  # type: ignore[call-overload]
     zoe["password_hash"] = hashed
     data["zoe"] = zoe
-    secrets_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = secrets_file.with_suffix(".tmp")
-    tmp.write_text(tomli_w.dumps(data))
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, secrets_file)
+    write_private(secrets_file, tomli_w.dumps(data).encode())
     return secrets_file
 
 
@@ -102,17 +103,26 @@ def write_password_hash(hashed: str, secrets_file: Path = SECRETS) -> Path:
 class _Attempts:
     failures: list[float] = field(default_factory=list)
     locked_until: float = 0.0
+    in_flight: int = 0
 
 
 class LoginLimiter:
-    """At most ``max_attempts`` failures per client in ``window_s``; then locked for ``lockout_s``."""
+    """At most ``max_attempts`` failures per client in ``window_s``; then locked for ``lockout_s``.
 
-    def __init__(self, max_attempts: int = 5, lockout_s: float = 300.0, window_s: float = 600.0) -> None:
+    An attempt is reserved atomically before its password is checked, counting the attempts still
+    being checked: twenty wrong passwords sent at once with three allowed get three checks, not
+    twenty. At most ``max_checks`` hashes are computed at a time across all clients (an argon2
+    check takes 64 MiB)."""
+
+    def __init__(
+        self, max_attempts: int = 5, lockout_s: float = 300.0, window_s: float = 600.0, max_checks: int = 2
+    ) -> None:
         self.max_attempts = max_attempts
         self.lockout_s = lockout_s
         self.window_s = window_s
         self._by_client: dict[str, _Attempts] = {}
         self._lock = threading.Lock()
+        self._checks = threading.BoundedSemaphore(max_checks)
 
     def check(self, client: str) -> None:
         with self._lock:
@@ -120,6 +130,38 @@ class LoginLimiter:
             if a and a.locked_until > time.time():
                 wait = int(a.locked_until - time.time()) + 1
                 raise AuthError(f"too many failed sign-ins from {client}: locked for {wait} more seconds")
+
+    def _reserve(self, client: str) -> _Attempts:
+        now = time.time()
+        with self._lock:
+            a = self._by_client.setdefault(client, _Attempts())
+            if a.locked_until > now:
+                wait = int(a.locked_until - now) + 1
+                raise AuthError(f"too many failed sign-ins from {client}: locked for {wait} more seconds")
+            a.failures = [t for t in a.failures if now - t < self.window_s]
+            if len(a.failures) + a.in_flight >= self.max_attempts:
+                raise AuthError(f"too many sign-in attempts at once from {client}: wait for the first ones")
+            a.in_flight += 1
+            return a
+
+    def sign_in(self, client: str, stored_hash: str, password: str) -> tuple[bool, int]:
+        """Check a password for ``client``: (ok, attempts left before a lockout). Raises AuthError
+        when the client is locked out or already has its allowance in flight."""
+        a = self._reserve(client)
+        try:
+            if not self._checks.acquire(timeout=30):
+                raise AuthError("the panel is busy checking other sign-ins; try again in a moment")
+            try:
+                ok = verify_password(stored_hash, password)
+            finally:
+                self._checks.release()
+        finally:
+            with self._lock:
+                a.in_flight -= 1
+        if ok:
+            self.succeeded(client)
+            return True, self.max_attempts
+        return False, self.failed(client)
 
     def failed(self, client: str) -> int:
         """Record a failure; return how many attempts are left before the lockout."""

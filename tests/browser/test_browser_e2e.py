@@ -68,6 +68,8 @@ def test_upload_checks_the_file_in_the_browser(
     smollm2: Path,  # type: ignore[no-untyped-def]
     tmp_path: Path,
 ) -> None:
+    """The Upload tab streams the file to PUT /zoe/upload: too big is refused before a byte is sent,
+    not-GGUF is refused after, a good file is added; nothing else is left behind."""
     from zoe_panel.models.synth import SynthShape, read_tokenizer, write_synthetic
 
     good = tmp_path / "tiny-upload.gguf"
@@ -87,15 +89,20 @@ def test_upload_checks_the_file_in_the_browser(
         page.goto(url + "/models")
         page.get_by_role("heading", name="Models").wait_for()
         page.get_by_role("tab", name="Upload").click()
-        page.locator(".st-key-models-upload input[type=file]").set_input_files(str(huge))
-        page.get_by_text("or smaller").wait_for()  # the browser refuses it before sending a byte
-        page.locator(".st-key-models-upload input[type=file]").set_input_files(str(bad))
-        page.get_by_text("not a GGUF file").wait_for()
-        page.locator(".st-key-models-upload input[type=file]").set_input_files(str(good))
-        page.get_by_text("Added tiny-upload.gguf").wait_for()
+        frame = page.frame_locator("iframe[data-testid=stIFrame], iframe[title='st.iframe']").first
+        for path, says in (
+            (huge, "larger than the upload cap"),
+            (bad, "not a GGUF file"),
+            (good, "Added tiny-upload.gguf"),
+        ):
+            frame.locator("#zoe-upload-file").set_input_files(str(path))
+            frame.locator("#zoe-upload-go").click()
+            frame.get_by_text(says).wait_for()
+        page.locator(".st-key-models-upload-state").get_by_text("added tiny-upload.gguf").wait_for()
     assert (zoe_home / "models" / "tiny-upload.gguf").stat().st_size == good.stat().st_size
     assert not (zoe_home / "models" / "not-a-model.gguf").exists()
     assert not (zoe_home / "models" / "too-big.gguf").exists()
+    assert not any(p.is_file() for p in (zoe_home / "models" / ".staging").glob("*"))
 
 
 def test_stop_mid_reply_in_the_browser(browser, settings_with_model, zoe_home: Path) -> None:  # type: ignore[no-untyped-def]
@@ -126,7 +133,8 @@ def test_stop_mid_reply_in_the_browser(browser, settings_with_model, zoe_home: P
             assert len(page.locator('[data-testid="stChatMessage"]').nth(1).inner_text()) > 40
             from conftest import wait_for
 
-            wait_for(lambda: engine_load(st.base_url or "").slots_busy == 0, 10)
-            assert (engine_load(st.base_url or "").tokens_predicted_total or 0) < 2500
+            key = st.spec.api_key if st.spec else ""
+            wait_for(lambda: engine_load(st.base_url or "", key).slots_busy == 0, 10)
+            assert (engine_load(st.base_url or "", key).tokens_predicted_total or 0) < 2500
     finally:
         rt.controller.stop()

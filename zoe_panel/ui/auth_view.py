@@ -6,9 +6,11 @@ import time
 
 import streamlit as st
 
-from zoe_panel.auth import is_loopback, password_hash, verify_password
+from zoe_panel.auth import is_loopback, password_hash
 from zoe_panel.errors import AuthError
 from zoe_panel.runtime import Runtime, get_runtime
+from zoe_panel.ui.widgets import md
+from zoe_panel.web.sessions import AUTHORIZED
 
 SESSION_KEY = "zoe-auth"
 
@@ -29,7 +31,29 @@ def bind_address() -> str:
     return str(st.get_option("server.address") or "")
 
 
+def session_id() -> str:
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else ""
+
+
+def grant_session() -> None:
+    """Let this browser session use the HTTP routes behind the gate (uploads)."""
+    if sid := session_id():
+        AUTHORIZED.grant(sid)
+
+
 def allowed(rt: Runtime) -> bool:
+    ok = _allowed(rt)
+    if ok:
+        grant_session()
+    elif sid := session_id():
+        AUTHORIZED.revoke(sid)
+    return ok
+
+
+def _allowed(rt: Runtime) -> bool:
     hashed = password_hash(rt.settings.password_hash)
     if not hashed:
         return is_loopback(bind_address())
@@ -71,22 +95,16 @@ def login_page() -> None:
         return
     client = client_address()
     try:
-        rt.login_limiter.check(client)
+        ok, left = rt.login_limiter.sign_in(client, hashed, password)
     except AuthError as e:
-        audit(rt, "login", "locked out")
-        st.error(str(e))
-        return
-    try:
-        ok = verify_password(hashed, password)
-    except AuthError as e:
-        st.error(str(e))
+        audit(rt, "login", "refused", detail=str(e)[:200])
+        st.error(md(e, inline=False))
         return
     if ok:
-        rt.login_limiter.succeeded(client)
         st.session_state[SESSION_KEY] = {"at": time.time(), "last": time.time()}
+        grant_session()
         audit(rt, "login", "ok")
         st.rerun()
-    left = rt.login_limiter.failed(client)
     audit(rt, "login", "failed")
     st.error(
         "Wrong password."
@@ -101,5 +119,7 @@ def login_page() -> None:
 def logout_button(rt: Runtime) -> None:
     if SESSION_KEY in st.session_state and st.button("Sign out", key="logout"):
         st.session_state.pop(SESSION_KEY, None)
+        if sid := session_id():
+            AUTHORIZED.revoke(sid)
         audit(rt, "logout", "ok")
         st.rerun()

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import streamlit as st
 
 from zoe_panel.errors import ZoePanelError
 from zoe_panel.models.download import list_gguf
-from zoe_panel.models.library import add_upload, delete, verify
+from zoe_panel.models.library import delete, verify
 from zoe_panel.models.quantize import TARGETS
 from zoe_panel.runtime import Runtime
 from zoe_panel.ui.auth_view import audit
-from zoe_panel.ui.widgets import attempt
-
-CHUNK = 8 << 20
+from zoe_panel.ui.widgets import attempt, md
 
 
 def hub_panel(rt: Runtime) -> None:
@@ -33,35 +29,93 @@ def hub_panel(rt: Runtime) -> None:
         job = attempt(lambda: rt.start_download(repo_seen, models[pick], revision=rev_seen))
         audit(rt, "download", "started" if job else "refused", target=f"{repo_seen}/{models[pick].label}")
         if job:
-            st.toast(f"Downloading {models[pick].label}…")
+            st.toast(f"Downloading {md(models[pick].label)}…")
+
+
+UPLOAD_HTML = """
+<div style="font-family: sans-serif; font-size: 14px">
+  <input type="file" id="zoe-upload-file" accept=".gguf">
+  <button id="zoe-upload-go" disabled>Upload</button>
+  <progress id="zoe-upload-bar" max="100" value="0" style="width: 60%; display: none"></progress>
+  <div id="zoe-upload-msg" style="margin-top: 6px"></div>
+</div>
+<script>
+const token = __TOKEN__, prefix = __PREFIX__, cap = __CAP__;
+const file = document.getElementById("zoe-upload-file"), go = document.getElementById("zoe-upload-go");
+const bar = document.getElementById("zoe-upload-bar"), msg = document.getElementById("zoe-upload-msg");
+file.onchange = () => { go.disabled = !file.files.length; msg.textContent = ""; };
+go.onclick = () => {
+  const f = file.files[0];
+  if (!f) return;
+  if (f.size > cap) {
+    msg.textContent = f.name + " is larger than the upload cap (" + (cap / 2**30).toFixed(1) + " GiB)";
+    return;
+  }
+  const xhr = new XMLHttpRequest();
+  xhr.open("PUT", prefix + encodeURIComponent(f.name));
+  xhr.setRequestHeader("Authorization", "Bearer " + token);
+  xhr.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = 100 * e.loaded / e.total; };
+  xhr.onload = () => {
+    let body = {}; try { body = JSON.parse(xhr.responseText); } catch (e) {}
+    bar.style.display = "none"; go.disabled = false;
+    msg.textContent = body.ok ? "Added " + body.name + "." : ("Refused: " + (body.error || xhr.status));
+  };
+  xhr.onerror = () => { go.disabled = false; msg.textContent = "The connection was lost; nothing was added."; };
+  go.disabled = true; bar.style.display = "inline"; bar.value = 0; msg.textContent = "Uploading " + f.name + "…";
+  xhr.send(f);
+};
+</script>
+"""
 
 
 def upload_panel(rt: Runtime) -> None:
-    # A per-widget cap can only lower the server-wide server.maxUploadSize (16 GiB in .streamlit/config.toml)
-    cap = rt.settings.upload_max_mb or None
-    up = st.file_uploader(
-        "Upload a .gguf file",
-        type=["gguf"],
-        key="models-upload",
-        max_upload_size=cap,
-        help="Streamed to a temporary file next to the models, checked as GGUF, then moved in."
-        + (f" Limit {cap} MB (ZOE_UPLOAD_MAX_MB)." if cap else ""),
+    """A model upload that streams to disk (PUT /zoe/upload), never through Streamlit's in-memory
+    uploader; the token ties it to this signed-in session."""
+    import json
+
+    from streamlit.components.v1 import html
+
+    from zoe_panel.ui.auth_view import session_id
+    from zoe_panel.web.sessions import AUTHORIZED
+    from zoe_panel.web.upload import upload_cap_bytes
+
+    cap = upload_cap_bytes(rt.settings.upload_max_mb)
+    base = str(st.get_option("server.baseUrlPath") or "").strip("/")
+    prefix = (f"/{base}" if base else "") + "/zoe/upload/"
+    page = (
+        UPLOAD_HTML.replace("__TOKEN__", json.dumps(AUTHORIZED.token(session_id())))
+        .replace("__PREFIX__", json.dumps(prefix))
+        .replace("__CAP__", str(cap))
     )
-    if up is None or st.session_state.get("models-upload-done") == up.file_id:
+    st.caption(
+        f"Streamed to the models folder's staging area (never held in memory), checked as GGUF, then added. "
+        f"Up to {cap / 2**30:.0f} GiB (setting upload_max_mb); the disk must keep "
+        f"{rt.settings.disk_margin_bytes / 2**30:.1f} GiB free."
+    )
+    html(page, height=90)
+
+
+def upload_progress() -> None:
+    """Live state of the upload the server is receiving (for any tab); a finished one reloads the list."""
+    from zoe_panel.web.upload import UPLOADS
+
+    up = UPLOADS.current
+    if up.state == "idle":
         return
-    st.session_state["models-upload-done"] = up.file_id
-
-    def chunks() -> Iterator[bytes]:
-        up.seek(0)
-        while block := up.read(CHUNK):
-            yield block
-
-    path = attempt(
-        lambda: add_upload(rt.store, up.name, chunks(), size=up.size, margin_bytes=rt.settings.disk_margin_bytes)
-    )
-    audit(rt, "upload", "ok" if path else "refused", target=up.name)
-    if path:
-        st.success(f"Added {path.name}.")
+    with st.container(key="models-upload-state"):
+        if up.state in ("receiving", "checking"):
+            frac = up.done / up.total if up.total else 0.0
+            st.progress(
+                frac, text=f"upload {md(up.name)}: {up.done / 2**20:.0f} / {up.total / 2**20:.0f} MiB ({up.state})"
+            )
+        elif up.state == "failed":
+            st.error(f"upload {md(up.name)}: {md(up.message)}")
+        elif up.state == "added":
+            st.success(md(up.message))
+    seen = st.session_state.get("models-upload-seen")
+    if up.state == "added" and seen != up.at:
+        st.session_state["models-upload-seen"] = up.at
+        st.rerun(scope="app")  # the library table gains the new model
 
 
 def jobs_panel(rt: Runtime) -> None:
@@ -71,7 +125,7 @@ def jobs_panel(rt: Runtime) -> None:
     st.subheader("Jobs")
     for job in jobs:
         with st.container(key=f"job-{job.id}", border=True):
-            st.markdown(f"**{job.kind}** {job.title} · {job.state}")
+            st.markdown(f"**{md(job.kind)}** {md(job.title)} · {md(job.state)}")
             if job.active:
                 st.progress(job.progress, text=job.detail or "starting…")
                 if st.button("Cancel", key=f"job-cancel-{job.id}"):
@@ -99,11 +153,11 @@ def manage_panel(rt: Runtime, names: list[str]) -> None:
         job = attempt(lambda: rt.start_quantize(name, target))
         audit(rt, "quantize", "started" if job else "refused", target=f"{name} → {target}")
         if job:
-            st.toast(f"Quantizing {name} to {target}…")
+            st.toast(f"Quantizing {md(name)} to {md(target)}…")
     if c3.button("Delete", key="models-delete"):
         st.session_state["models-delete-pending"] = name
     if st.session_state.get("models-delete-pending") == name:
-        st.warning(f"Delete {name} from disk? This cannot be undone.")
+        st.warning(f"Delete {md(name)} from disk? This cannot be undone.")
         if st.button(f"Yes, delete {name}", key="models-delete-confirm", type="primary"):
             status = rt.controller.status()
             in_use = status.spec.model if status.spec and status.state.is_running else None
@@ -111,7 +165,7 @@ def manage_panel(rt: Runtime, names: list[str]) -> None:
             audit(rt, "delete", "ok" if removed else "refused", target=name)
             st.session_state.pop("models-delete-pending", None)
             if removed:
-                st.success(f"Deleted {name}.")
+                st.success(f"Deleted {md(name)}.")
 
 
 def verified_label(rt: Runtime, path: object) -> str:
