@@ -2,14 +2,18 @@
 
 import streamlit as st
 
+from zoe_panel.errors import ZoePanelError
 from zoe_panel.runtime import get_runtime
 from zoe_panel.ui.auth_view import allowed, login_page, logout_button
-from zoe_panel.ui.boot import app_run, follow_deep_link, mark_app_seen
+from zoe_panel.ui.boot import app_run, follow_deep_link, mark_app_seen, once_notice, startup_error
 from zoe_panel.ui.widgets import state_line
 
 st.set_page_config(page_title="Zoe Panel", page_icon=":material/memory:", layout="wide")
 
-rt = get_runtime()
+try:
+    rt = get_runtime()
+except ZoePanelError as e:  # a damaged settings or state file: a message, never a traceback
+    startup_error(e)
 mark_app_seen()
 
 if not allowed(rt):
@@ -37,6 +41,8 @@ def engine_badge() -> None:
     st.caption("Engine")
     st.markdown(state_line(rt.controller.status()))
 
+
+once_notice(rt.history.notice)
 
 with st.sidebar:
     engine_badge()

@@ -115,7 +115,8 @@ def main(smoke: bool = False) -> Table:
     rt.start_engine(rt.default_spec(SMOL, ctx=2048, parallel=1))
     st = rt.wait_ready(60)
     panel = rt.chat_client()
-    raw = httpx.Client(base_url=st.base_url or "", timeout=120)
+    key = st.spec.api_key if st.spec else ""
+    raw = httpx.Client(base_url=st.base_url or "", timeout=120, headers={"Authorization": f"Bearer {key}"})
     try:
         panel_once(panel, 8, 0)  # warm both connections and the engine's caches
         raw_once(raw, 8, 0)

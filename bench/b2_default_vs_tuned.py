@@ -22,8 +22,10 @@ PROMPT = (
 )
 
 
-def measure(base: str, n: int, max_tokens: int, *, engine_timings: bool = True) -> tuple[list[float], list[float]]:
-    client = ChatClient(base)
+def measure(
+    base: str, n: int, max_tokens: int, *, engine_timings: bool = True, key: str = ""
+) -> tuple[list[float], list[float]]:
+    client = ChatClient(base, api_key=key)
     gen, pp = [], []
     try:
         for i in range(n):
@@ -99,6 +101,7 @@ def main(smoke: bool = False) -> Table:
     caps = capabilities(binary, rt.settings.state_dir / "binaries.json")
     flags_cmd = llama_server_argv(binary, replace(spec, port=flags_port), caps)
     procs = [hand_tuned(binary, model, port), launch(flags_cmd, flags_port)]
+    api_key = st.spec.api_key if st.spec else ""  # the panel's engines always have a key
     engines = [
         ("panel", st.base_url or ""),
         ("flags", f"http://127.0.0.1:{flags_port}"),
@@ -109,7 +112,7 @@ def main(smoke: bool = False) -> Table:
         for i in range(pairs):
             got = {}
             for key, base in engines[i % 3 :] + engines[: i % 3]:
-                g, pp_ = measure(base, 1, max_tokens)
+                g, pp_ = measure(base, 1, max_tokens, key=api_key if key == "panel" else "")
                 res[key][0].extend(g)
                 res[key][1].extend(pp_)
                 got[key] = g[0]
@@ -121,7 +124,7 @@ def main(smoke: bool = False) -> Table:
         rt.controller.stop()
     rt.start_engine(rt.default_spec(SMOL, ctx=2048, flavor="llama-cpp-python", parallel=1))
     st = rt.wait_ready(120)
-    g, p = measure(st.base_url or "", per_block, max_tokens)
+    g, p = measure(st.base_url or "", per_block, max_tokens, key=st.spec.api_key if st.spec else "")
     res["python"][0].extend(g)
     res["python"][1].extend(p)
     rt.controller.stop()

@@ -28,6 +28,8 @@ BENCHES = {
     6: "b6_estimator",
     8: "b8_library",
     9: "b9_suite",
+    10: "b10_hostile_gguf",
+    11: "b11_build_variants",
 }
 
 

@@ -17,7 +17,7 @@ from zoe_panel.ui.engine_view import (
     start_from_form,
     stop_engine,
 )
-from zoe_panel.ui.widgets import attempt
+from zoe_panel.ui.widgets import attempt, md
 
 guard()
 
@@ -26,7 +26,7 @@ st.title("Engine")
 
 models = [e for e in rt.store.entries() if e.ok]
 if not models:
-    st.warning(f"No usable GGUF model in {rt.store.root}. Add one on the Models page.")
+    st.warning(f"No usable GGUF model in {md(rt.store.root)}. Add one on the Models page.")
 init_form(rt, [e.name for e in models])
 
 c1, c2, c3 = st.columns(3)

@@ -99,8 +99,33 @@ def cmd_start(rt: Runtime, args: argparse.Namespace) -> int:
         status = rt.wait_ready(args.wait)
     data = status.to_json()
     data["start_to_ready_s"] = round(time.monotonic() - t0, 3) if args.wait else None
-    _emit(args, data, f"engine {data['state'].upper()} at {data['base_url']} ({data['model']}, pid {data['pid']})")
+    text = f"engine {data['state'].upper()} at {data['base_url']} ({data['model']}, pid {data['pid']})"
+    exposure = exposure_note(spec)
+    if exposure:
+        data.update(exposure)
+        text += "\n" + "\n".join(exposure.get("warnings", []) + [f"  LAN: {u}" for u in exposure["lan_urls"]])
+        for w in exposure.get("warnings", []):
+            print(w, file=sys.stderr)
+    _emit(args, data, text)
     return 0
+
+
+def exposure_note(spec: Any) -> dict[str, Any]:
+    """For an engine listening beyond loopback: the addresses LAN clients use, and a warning when
+    it has no API key (anyone on the network could use it)."""
+    from zoe_panel.auth import is_loopback
+    from zoe_panel.endpoint import reachable_urls
+
+    if is_loopback(spec.host):
+        return {}
+    urls, _ = reachable_urls(spec.host, spec.port)
+    warnings = []
+    if not spec.api_key:
+        warnings.append(
+            f"WARNING: the engine listens on {spec.host} without an API key: anyone who can reach port "
+            f"{spec.port} can use it. Set engine_api_key (or leave it unset: the panel then generates one)."
+        )
+    return {"lan_urls": urls, "warnings": warnings}
 
 
 @command("stop")
@@ -118,6 +143,7 @@ def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
     diagnosis = rt.diagnose(status)
     data["diagnosis"] = diagnosis.text() if diagnosis else None
     data["placement"] = rt.placement_note(status)
+    data["engine_build"] = rt.engine_version(status.spec) if status.spec else None
     text = f"engine {data['state'].upper()}"
     if status.spec:
         text += f" {data['model']} at {data['base_url']} ({data['backend']}/{data['flavor']}, pid {data['pid']})"

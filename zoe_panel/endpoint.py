@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import secrets
 from dataclasses import dataclass
 
 import httpx
 import psutil
 
 from zoe_panel.chat import iter_sse
-
-
-def new_api_key() -> str:
-    return "zoe-" + secrets.token_urlsafe(24)
 
 
 def lan_addresses() -> list[str]:

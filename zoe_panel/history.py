@@ -8,6 +8,8 @@ keyed by the engine's run id, and updates only fill what is still missing.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 import threading
 import time
@@ -17,6 +19,8 @@ from typing import Any
 
 from zoe_panel.engine.loadlog import LoadEvent
 from zoe_panel.telemetry.base import Sample
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -83,12 +87,41 @@ class History:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=10.0, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
+        # Set when the file was damaged: it was kept aside and a fresh history started.
+        self.recovered_from: Path | None = None
+        try:
+            self._db = self._open(path)
+        except sqlite3.DatabaseError as e:
+            self.recovered_from = _move_aside(path)
+            log.error("history %s is damaged (%s): kept as %s, starting a new one", path, e, self.recovered_from)
+            self._db = self._open(path)
+            self.audit(
+                "history reset", "recovered", client="panel", detail=f"damaged file kept as {self.recovered_from}"
+            )
+
+    def _open(self, path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(str(path), check_same_thread=False, timeout=10.0, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        try:
+            with self._lock:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.executescript(SCHEMA)
+                db.execute("SELECT COUNT(*) FROM runs").fetchone()
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
+
+    @property
+    def notice(self) -> str:
+        """What the operator should be told once, or ''."""
+        if self.recovered_from is None:
+            return ""
+        return (
+            f"The history database was damaged and could not be read. It was kept as {self.recovered_from.name} "
+            "and a new, empty history was started."
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -251,6 +284,18 @@ class History:
 
     def audit_log(self, limit: int = 1000) -> list[dict[str, Any]]:
         return [dict(r) for r in self._exec("SELECT * FROM audit ORDER BY t DESC LIMIT ?", (limit,)).fetchall()]
+
+
+def _move_aside(path: Path) -> Path:
+    """Keep a damaged database (and its WAL files) under a new name; never delete it."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    kept = path.with_name(f"{path.name}.damaged-{stamp}")
+    os.replace(path, kept)
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            os.replace(side, kept.with_name(kept.name + suffix))
+    return kept
 
 
 def _run_dict(row: sqlite3.Row) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from typing import Any
 from zoe_panel.engine.base import EngineSpec, EngineStatus
 from zoe_panel.engine.diagnose import Diagnosis, diagnose
 from zoe_panel.engine.loadlog import LoadEvent
+from zoe_panel.engine.oomcheck import OomEvidence
+from zoe_panel.engine.oomcheck import evidence as oom_evidence
 from zoe_panel.history import History
 from zoe_panel.models.fit import Estimate, MemoryBudget, estimate, max_context
 from zoe_panel.models.store import ModelStore
@@ -115,4 +117,18 @@ class MemoryAdvisor:
                     return max_context(info, replace(spec), budget, ct, calibration=cal)
             except Exception:  # noqa: BLE001 - a diagnosis without numbers is still a diagnosis
                 est = None
-        return diagnose(status, events, estimate=est, max_ctx=max_fn, engine_version=engine_version)
+        oom = self.oom_evidence(status) if status.exit_code == 137 else None
+        return diagnose(status, events, estimate=est, max_ctx=max_fn, engine_version=engine_version, oom=oom)
+
+    def oom_evidence(self, status: EngineStatus) -> OomEvidence:
+        """The kernel's record of the kill, and the lowest available memory while the run lasted."""
+        import time
+
+        start = status.started_at or time.time() - 3600
+        samples = self.history.samples(start, time.time())
+        latest = self.latest_sample()
+        if latest is not None and latest.t >= start:
+            samples.append(latest)
+        available = [s.ram_available_bytes for s in samples]
+        total = max((s.ram_total_bytes for s in samples), default=None)
+        return oom_evidence(status.pid, status.reason, available, total)

@@ -7,11 +7,12 @@ measurement of this machine's memory copy speed, stored in the state folder.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from zoe_panel.jsonfile import read_cache, write_json_atomic
 
 # GB/s (10^9), vendors' datasheets
 KNOWN_GBPS: dict[str, float] = {
@@ -72,14 +73,13 @@ def bandwidth(
     name = device_name(tegra_model, gpu_name)
     if name:
         return Bandwidth(KNOWN_GBPS[name], f"table: {name}")
+    data = read_cache(state_file, dict)
     try:
-        data = json.loads(state_file.read_text())
         return Bandwidth(float(data["gbps"]), f"measured {data['date']}")
-    except (OSError, ValueError, KeyError):
+    except (ValueError, KeyError, TypeError):
         pass
     gbps = measure_gbps()
-    state_file.parent.mkdir(parents=True, exist_ok=True)
-    state_file.write_text(json.dumps({"gbps": gbps, "date": time.strftime("%Y-%m-%d")}))
+    write_json_atomic(state_file, {"gbps": gbps, "date": time.strftime("%Y-%m-%d")})
     return Bandwidth(gbps, f"measured {time.strftime('%Y-%m-%d')}")
 
 

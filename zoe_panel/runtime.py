@@ -15,6 +15,7 @@ from typing import Any
 
 from zoe_panel.auth import LoginLimiter
 from zoe_panel.chat import ChatClient
+from zoe_panel.engine.apikey import engine_api_key
 from zoe_panel.engine.base import Engine, EngineSpec, EngineState, EngineStatus
 from zoe_panel.engine.controller import EngineController
 from zoe_panel.engine.diagnose import Diagnosis, placement
@@ -26,6 +27,7 @@ from zoe_panel.engine.restore import DesiredEngine
 from zoe_panel.errors import EngineError, EngineNotRunning, InvalidModelError, ZoePanelError
 from zoe_panel.history import History
 from zoe_panel.jobs import Job, JobManager
+from zoe_panel.jsonfile import make_private_dir
 from zoe_panel.memory import MemoryAdvisor
 from zoe_panel.models.download import RemoteModel, download
 from zoe_panel.models.library import VerifyLog
@@ -47,7 +49,8 @@ log = logging.getLogger(__name__)
 class Runtime:
     def __init__(self, settings: Settings, *, sampler: bool = True) -> None:
         self.settings = settings
-        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(settings.home)  # history (client addresses), settings (keys): the owner's only
+        make_private_dir(settings.state_dir)
         self.store = ModelStore(settings.models_path, settings.state_dir / "gguf-cache.json")
         self.process_engine = ProcessEngine(settings)
         self.docker_engine = DockerEngine(settings)
@@ -153,14 +156,20 @@ class Runtime:
             if spec.flavor == "llama-cpp-python":
                 import importlib.metadata
 
-                return f"llama-cpp-python {importlib.metadata.version('llama_cpp_python')}"
+                from zoe_panel.engine.binary import python_build
+
+                build = python_build(self.settings)
+                version = importlib.metadata.version("llama_cpp_python")
+                return f"llama-cpp-python {version}" + (f", {build}" if build else "")
             state = self.docker_engine._state()
             if self.controller.status().backend == "docker" and state.get("engine_version"):
                 return f"{state['engine_version']} (build {state.get('engine_build')}, image {state.get('image')})"
-            from zoe_panel.engine.binary import capabilities, find_llama_server
+            from zoe_panel.engine.binary import build_of, capabilities, find_llama_server
 
-            caps = capabilities(find_llama_server(self.settings), self.settings.state_dir / "binaries.json")
-            return f"{caps.version} (build {caps.build}, {caps.commit})"
+            binary = find_llama_server(self.settings)
+            caps = capabilities(binary, self.settings.state_dir / "binaries.json")
+            build = build_of(self.settings, binary)
+            return f"{caps.version} (build {caps.build}, {caps.commit})" + (f", {build}" if build else "")
         except Exception:  # noqa: BLE001 - the version is information, not a requirement
             return ""
 
@@ -170,7 +179,8 @@ class Runtime:
     def diagnose(self, status: EngineStatus) -> Diagnosis | None:
         if status.state not in (EngineState.FAILED, EngineState.UNHEALTHY):
             return None
-        return self.memory.diagnose(status, self.load_events())
+        version = self.engine_version(status.spec) if status.spec is not None else ""
+        return self.memory.diagnose(status, self.load_events(), engine_version=version)
 
     def placement_note(self, status: EngineStatus) -> str | None:
         """Where the weights went, when it is not what the spec asked (READY engines only)."""
@@ -240,7 +250,7 @@ class Runtime:
             host=self.settings.engine_host,
             port=self.settings.engine_port,
             flavor=self.settings.flavor,
-            api_key=self.settings.engine_api_key,
+            api_key=engine_api_key(self.settings),
             alias=path.stem,
         )
         return replace(spec, **overrides) if overrides else spec

@@ -75,7 +75,8 @@ class Settings:
     session_timeout_s: float = 8 * 3600.0
     login_max_attempts: int = 5
     login_lockout_s: float = 300.0
-    upload_max_mb: int = 0  # 0 = streamlit's server.maxUploadSize
+    upload_max_mb: int = 0  # largest model upload; 0 = 64 GiB
+    trusted_proxies: str = ""  # reverse proxies whose X-Forwarded-For is believed ("10.0.0.5, 10.1.0.0/16")
     disk_margin_bytes: int = 1 << 30
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -149,6 +150,11 @@ def validate(s: Settings) -> Settings:
         (s.history_keep_days > 0, "history_keep_days must be > 0"),
         (s.memory_bandwidth_gbps >= 0, "memory_bandwidth_gbps must be >= 0"),
         (s.login_max_attempts >= 1, "login_max_attempts must be >= 1"),
+        (s.login_lockout_s > 0, "login_lockout_s must be > 0 (seconds a client is locked out)"),
+        (s.session_timeout_s > 0, "session_timeout_s must be > 0 (seconds of inactivity before sign-out)"),
+        (s.disk_margin_bytes >= 0, "disk_margin_bytes must be >= 0"),
+        (s.upload_max_mb >= 0, "upload_max_mb must be >= 0"),
+        (_valid_networks(s.trusted_proxies), "trusted_proxies must be IP addresses or networks, comma-separated"),
         (" " not in s.engine_host and s.engine_host != "", "engine_host must be an address"),
     ]
     for ok, message in checks:
@@ -158,6 +164,18 @@ def validate(s: Settings) -> Settings:
 
 
 _IMAGE_RE = None
+
+
+def _valid_networks(text: str) -> bool:
+    import ipaddress
+
+    try:
+        for item in (x.strip() for x in text.split(",")):
+            if item:
+                ipaddress.ip_network(item, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 def _valid_image(ref: str) -> bool:
@@ -185,7 +203,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     file_values = _read_settings_file(home / "settings.toml")
     for name, raw in file_values.items():
         if name in ENV_NAMES:
-            values[name] = _coerce(name, raw)
+            try:
+                values[name] = _coerce(name, raw)
+            except ConfigError as e:
+                raise ConfigError(f"{home / 'settings.toml'}: {e}") from None
             sources[name] = "settings.toml"
     for name, var in ENV_NAMES.items():
         if var in env and env[var] != "":
@@ -196,14 +217,36 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
 
 
 def _read_settings_file(path: Path) -> dict[str, Any]:
+    """The [zoe] table of the settings file; ConfigError naming the file and the fix otherwise."""
+    reset = f"fix it, or move it aside to start from the defaults: mv '{path}' '{path}.bad'"
     try:
         with path.open("rb") as f:
             data = tomllib.load(f)
     except FileNotFoundError:
         return {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"cannot read {path}: it is not UTF-8 text (byte {e.start}); {reset}") from None
     except (OSError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"cannot read {path}: {e}; fix or delete the file") from None
-    return dict(data.get("zoe", data))
+        raise ConfigError(f"cannot read {path}: {e}; {reset}") from None
+    table = data.get("zoe", data)
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: 'zoe' must be a table ([zoe] with one setting per line), not {table!r}; {reset}")
+    return dict(table)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Replace ``path`` atomically with a file created 0600 (it may hold a key or a hash)."""
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def save_settings_file(settings: Settings, changes: dict[str, Any]) -> Settings:
@@ -225,10 +268,7 @@ def save_settings_file(settings: Settings, changes: dict[str, Any]) -> Settings:
     new = settings.replace(**coerced)  # validates before anything is written
     current = _read_settings_file(settings.settings_file)
     current.update({n: str(v) if isinstance(v, Path) else v for n, v in coerced.items()})
-    settings.settings_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = settings.settings_file.with_suffix(".tmp")
-    tmp.write_bytes(tomli_w.dumps({"zoe": current}).encode())
-    os.replace(tmp, settings.settings_file)
+    write_private(settings.settings_file, tomli_w.dumps({"zoe": current}).encode())  # may hold the API key
     sources = dict(settings.sources)
     sources.update({n: "settings.toml" for n in coerced})
     return dataclasses.replace(new, sources=sources)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,11 @@ PAGES = [
     "pages/endpoint.py",
     "pages/suites.py",
 ]
+
+
+def plain(markdown: str) -> str:
+    """Page text as shown: the backslash escapes md() puts before Markdown characters removed."""
+    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 @pytest.fixture
@@ -52,7 +58,7 @@ def frame_with(at: AppTest, column: str):  # type: ignore[no-untyped-def]
 
 
 def texts(at: AppTest) -> str:
-    return "\n".join(str(m.value) for m in [*at.markdown, *at.caption, *at.error, *at.info, *at.warning])
+    return plain("\n".join(str(m.value) for m in [*at.markdown, *at.caption, *at.error, *at.info, *at.warning]))
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -70,7 +76,8 @@ def test_models_page_shows_real_metadata_and_flags_bad_files(rt: Runtime) -> Non
     row = df[df["file"] == MODEL].iloc[0]
     assert row["architecture"] == "llama" and row["quant"] == "Q4_1" and row["layers"] == 30
     assert row["KV heads"] == "3" and row["head size"] == 64 and row["trained ctx"] == 8192
-    assert any("broken.gguf" in e.value and ("corrupt" in e.value or "does not parse" in e.value) for e in at.error)
+    errors = [plain(e.value) for e in at.error]
+    assert any("broken.gguf" in e and ("corrupt" in e or "does not parse" in e) for e in errors), errors
 
 
 def test_monitor_page_draws_the_chart_from_the_sampler(rt: Runtime) -> None:
@@ -110,7 +117,7 @@ def test_engine_start_stop_and_chat(rt: Runtime) -> None:
     at.button(key="engine-stop").click().run()
     assert rt.controller.status(max_age_s=0).state == EngineState.STOPPED
     at.button(key="engine-stop").click().run()
-    assert any("nothing to stop" in e.value for e in at.error)
+    assert any("nothing to stop" in plain(e.value) for e in at.error)
 
 
 def test_chat_is_disabled_with_the_reason_when_no_engine(rt: Runtime) -> None:
@@ -146,7 +153,7 @@ def test_settings_page_saves_and_refuses(rt: Runtime) -> None:
     at.switch_page("pages/settings.py").run()
     at.number_input(key="settings-sample_hz").set_value(500.0)
     at.button[0].click().run()
-    assert any("sample_hz must be" in e.value for e in at.error)
+    assert any("sample_hz must be" in plain(e.value) for e in at.error)
     assert "sample_hz = 500" not in (rt.settings.home / "settings.toml").read_text()
 
 
@@ -194,7 +201,7 @@ def test_models_page_download_verify_delete(rt: Runtime, smollm2, tmp_path, monk
         assert any("OK: sha256 b179c9523d0e" in s.value for s in at.success)
         at.button(key="models-delete").click().run()
         at.button(key="models-delete-confirm").click().run()
-        assert any("Deleted Smol-copy.Q4_1.gguf" in s.value for s in at.success)
+        assert any("Deleted Smol-copy.Q4_1.gguf" in plain(s.value) for s in at.success)
         assert not (rt.store.root / "Smol-copy.Q4_1.gguf").exists()
         assert [r["action"] for r in rt.history.audit_log()][:2] == ["delete", "download"]
     finally:
@@ -224,7 +231,7 @@ def test_sign_in_gate_covers_every_page(rt: Runtime, monkeypatch) -> None:  # ty
     assert [b.key for b in at.button if b.key and b.key.startswith(("engine-", "models-", "chat-"))] == []
     at.text_input(key="login-password").set_value("wrong one!")
     at.button[0].click().run()
-    assert any("Wrong password" in e.value for e in at.error)
+    assert any("Wrong password" in plain(e.value) for e in at.error)
     at.text_input(key="login-password").set_value("open sesame 123")
     at.button[0].click().run()
     assert not at.exception and "engine-start" in [b.key for b in at.button]

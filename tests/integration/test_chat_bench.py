@@ -38,6 +38,7 @@ def test_stop_mid_reply_stops_generation_on_the_engine(rt: Runtime) -> None:
     rt.start_engine(rt.default_spec(MODEL, ctx=2048, parallel=2))
     st = rt.wait_ready(60)
     base = st.base_url or ""
+    key = st.spec.api_key if st.spec else ""
     chat = ChatSession()
     chat.ask("Write a very long story about a dragon and a lighthouse.")
     gen = chat.stream_text(rt.chat_client(), ChatParams(max_tokens=2000, temperature=0.8, seed=1))
@@ -48,10 +49,10 @@ def test_stop_mid_reply_stops_generation_on_the_engine(rt: Runtime) -> None:
     turn = chat.turns[-1]
     assert turn.stopped and turn.content and turn.stats is not None
     # the engine frees the slot and stops predicting: far fewer than 2000 tokens were made
-    wait_for(lambda: engine_load(base).slots_busy == 0, 10)
-    predicted = engine_load(base).tokens_predicted_total or 0
+    wait_for(lambda: engine_load(base, key).slots_busy == 0, 10)
+    predicted = engine_load(base, key).tokens_predicted_total or 0
     time.sleep(1.0)
-    assert (engine_load(base).tokens_predicted_total or 0) == predicted < 200
+    assert (engine_load(base, key).tokens_predicted_total or 0) == predicted < 200
 
 
 def test_several_clients_at_once_get_their_own_answers(rt: Runtime) -> None:
@@ -65,7 +66,7 @@ def test_several_clients_at_once_get_their_own_answers(rt: Runtime) -> None:
 
     def watch() -> None:
         while not done.is_set():
-            busy.append(engine_load(st.base_url or "").slots_busy or 0)
+            busy.append(engine_load(st.base_url or "", st.spec.api_key if st.spec else "").slots_busy or 0)
             time.sleep(0.05)
 
     def talk(s: ChatSession) -> None:
@@ -141,5 +142,6 @@ def test_ceiling_uses_a_bandwidth_measured_once(rt: Runtime) -> None:
     assert bw.source.startswith("measured") and bw.gbps > 1 and ceiling > (stats.gen_tokens_per_s or 0)
     saved = json.loads((rt.settings.state_dir / "bandwidth.json").read_text())
     assert saved["gbps"] == bw.gbps
-    r = httpx.get((rt.controller.status().base_url or "") + "/metrics")
+    st = rt.controller.status()
+    r = httpx.get((st.base_url or "") + "/metrics", headers={"Authorization": f"Bearer {st.spec.api_key}"})  # type: ignore[union-attr]
     assert "llamacpp:tokens_predicted_total" in r.text

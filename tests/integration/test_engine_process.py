@@ -189,7 +189,7 @@ def test_engine_exiting_during_load_is_failed_with_exit_code_and_log(runtime: Ru
 def test_engine_killed_mid_reply_keeps_partial_text(runtime: Runtime) -> None:
     runtime.start_engine(runtime.default_spec(MODEL, ctx=2048))
     status = runtime.controller.wait_ready(60)
-    client = ChatClient(status.base_url or "")
+    client = ChatClient(status.base_url or "", api_key=status.spec.api_key if status.spec else "")
     stream = client.stream(
         [{"role": "user", "content": "Write a long story about a dragon."}], ChatParams(max_tokens=400, seed=2)
     )

@@ -17,7 +17,8 @@ from conftest import engine_runtime, require
 from hub_server import FakeHub
 
 from zoe_panel.chat import ChatParams
-from zoe_panel.endpoint import client_check, new_api_key
+from zoe_panel.endpoint import client_check
+from zoe_panel.engine.apikey import new_api_key
 from zoe_panel.engine.binary import find_llama_server
 from zoe_panel.errors import BinaryNotFound, DownloadError, InvalidModelError, ModelStoreError
 from zoe_panel.models import download as dl

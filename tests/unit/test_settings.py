@@ -45,5 +45,44 @@ def test_settings_file_roundtrip_and_env_pins(tmp_path: Path) -> None:
 
 def test_broken_settings_file_is_reported(tmp_path: Path) -> None:
     (tmp_path / "settings.toml").write_text("this is = = not toml")
-    with pytest.raises(ConfigError, match="fix or delete"):
+    with pytest.raises(ConfigError, match="fix it, or move it aside"):
         load_settings({"ZOE_HOME": str(tmp_path)})
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"zoe = 5\n", "'zoe' must be a table"),
+        (b'[zoe]\nflavor = "\xff\xfe"\n', "not UTF-8"),
+        (b"\xff\xfe\x00garbage", "not UTF-8"),
+        (b'[zoe]\nengine_port = "abc"\n', "engine_port"),
+    ],
+)
+def test_a_settings_file_of_the_wrong_shape_names_the_file_and_the_reset(
+    tmp_path: Path, content: bytes, says: str
+) -> None:
+    (tmp_path / "settings.toml").write_bytes(content)
+    with pytest.raises(ConfigError) as e:
+        load_settings({"ZOE_HOME": str(tmp_path)})
+    assert says in str(e.value) and str(tmp_path / "settings.toml") in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"ZOE_LOGIN_LOCKOUT_S": "-5"},
+        {"ZOE_SESSION_TIMEOUT_S": "-1"},
+        {"ZOE_LOGIN_LOCKOUT_S": "0"},
+        {"ZOE_UPLOAD_MAX_MB": "-1"},
+        {"ZOE_TRUSTED_PROXIES": "10.0.0.5, not-an-ip"},
+    ],
+)
+def test_negative_lockout_timeout_and_bad_proxies_are_refused(tmp_path: Path, env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match="invalid setting"):
+        load_settings({"ZOE_HOME": str(tmp_path), **env})
+
+
+def test_the_settings_file_is_written_owner_only(tmp_path: Path) -> None:
+    s = load_settings({"ZOE_HOME": str(tmp_path)})
+    save_settings_file(s, {"engine_api_key": "k-secret"})
+    assert (tmp_path / "settings.toml").stat().st_mode & 0o777 == 0o600

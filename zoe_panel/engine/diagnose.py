@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from zoe_panel.engine.base import EngineSpec, EngineStatus
 from zoe_panel.engine.loadlog import MIB, LoadEvent
+from zoe_panel.engine.oomcheck import OomEvidence
 from zoe_panel.models.fit import Estimate
 
 
@@ -71,6 +72,7 @@ def diagnose(
     estimate: Estimate | None = None,
     max_ctx: MaxCtx | None = None,
     engine_version: str = "",
+    oom: OomEvidence | None = None,
 ) -> Diagnosis | None:
     spec = status.spec
     fails = [e for e in events if e.is_failure]
@@ -109,13 +111,23 @@ def diagnose(
             "",
             ("use a newer llama.cpp: a newer image tag, or the native llama-server this panel builds",),
         )
+    killed = status.exit_code == 137 and "oom" not in kinds and "nvmap" not in kinds
+    if killed and (oom is None or not oom.is_oom):
+        seen = f" ({oom.text()})" if oom is not None and oom.text() else ""
+        return Diagnosis(
+            "killed",
+            "The engine was killed with SIGKILL, and not for lack of memory: there is no record of an "
+            f"out-of-memory kill and memory was not low{seen}.",
+            "Something else sent the signal: a user (kill -9), a script, or a service manager.",
+            ("check what stops processes on this machine, then start the engine again",),
+        )
     if "oom" in kinds or "nvmap" in kinds or status.exit_code == 137:
         ev = first("oom") if "oom" in kinds else (first("nvmap") if "nvmap" in kinds else None)
         where = _oom_phase(events)
         size = f" while allocating {_gib(ev.bytes)}" if ev is not None and ev.bytes else ""
         title = f"Out of memory{where}{size}."
         if ev is None:
-            title = "The engine was killed (SIGKILL), most likely by the kernel's OOM killer."
+            title = f"The engine was killed by the kernel's OOM killer ({oom.text() if oom else 'SIGKILL'})."
         detail = ""
         if estimate is not None:
             detail = (
@@ -145,9 +157,42 @@ def diagnose(
                 "check the engine version supports this model",
             ),
         )
+    if status.exit_code == SIGILL_EXIT:
+        return illegal_instruction(spec, status.backend, engine_version)
     if status.exit_code not in (None, 0):
         return Diagnosis("exit", f"The engine exited ({status.reason}).", "", ("read the last log lines below",))
     return None
+
+
+SIGILL_EXIT = 128 + 4
+SAFE_BUILD = "ZOE_BUILD_VARIANT=portable make llama-server"
+
+
+def illegal_instruction(spec: EngineSpec, backend: str, engine_version: str = "") -> Diagnosis:
+    """Exit 132 (SIGILL): the binary was compiled for instructions this CPU lists but cannot run
+    (VMs that list AMX and trap it, or a binary built on another machine)."""
+    build = f" ({engine_version})" if engine_version else ""
+    if backend == "docker":
+        fixes: tuple[str, ...] = (
+            "the image's llama-server was compiled for another CPU: use an image built for this board, "
+            "or build one here from the native build (scripts/build_engine_image.py)",
+        )
+    elif spec.flavor == "llama-cpp-python":
+        fixes = (
+            "rebuild llama-cpp-python with the safe variant: ZOE_BUILD_VARIANT=portable make setup "
+            "(the panel builds its own wheel and checks it decodes)",
+        )
+    else:
+        fixes = (
+            f"rebuild with the safe variant: {SAFE_BUILD} (runtime CPU dispatch, as upstream releases)",
+            "or run `make llama-server`: it smoke-runs each build and falls back by itself when one crashes",
+        )
+    return Diagnosis(
+        "sigill",
+        f"The engine binary{build} uses CPU instructions this machine cannot run (SIGILL, exit code 132).",
+        "It was compiled for features this CPU lists but traps (AMX in some VMs), or on another machine.",
+        fixes,
+    )
 
 
 def _oom_phase(events: Sequence[LoadEvent]) -> str:

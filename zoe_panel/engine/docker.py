@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import calendar
 import json
+import logging
 import os
 import time
 from dataclasses import replace
@@ -22,11 +23,13 @@ from zoe_panel.engine.base import EngineSpec, EngineState, EngineStatus
 from zoe_panel.engine.health import check_port_free, probe
 from zoe_panel.engine.images import ImageManager
 from zoe_panel.engine.process import describe_exit
-from zoe_panel.engine.supervisor import READY_MARKERS, write_json_atomic
+from zoe_panel.engine.supervisor import READY_MARKERS
 from zoe_panel.errors import DockerUnavailable, EngineError, EngineNotRunning
 from zoe_panel.jetson import cuda_mismatch, proposed_images, read_l4t
+from zoe_panel.jsonfile import StateFileError, make_private_dir, read_state, write_json_atomic
 from zoe_panel.settings import Settings
 
+log = logging.getLogger(__name__)
 LABEL = "zoe-panel.engine"
 MODELS_MOUNT = "/models"
 LOCAL_IMAGE = "zoe-panel/llama-server:local"
@@ -60,7 +63,14 @@ class DockerEngine:
                 self._client = None
         if time.monotonic() < self._down_until:
             raise DockerUnavailable(self._down_reason)  # asked a moment ago: do not wait on it again
-        import docker
+        try:
+            import docker
+        except ImportError:
+            self._down_reason = (
+                "the docker Python package is not installed (pip install docker): the Docker backend is unavailable"
+            )
+            self._down_until = time.monotonic() + 3600.0
+            raise DockerUnavailable(self._down_reason) from None
 
         try:
             client = docker.from_env(timeout=15)
@@ -185,12 +195,12 @@ class DockerEngine:
         c.attrs.setdefault("HostConfig", {})["RestartPolicy"] = {"Name": "on-failure"}
 
     def start(self, spec: EngineSpec, *, run_id: str) -> EngineStatus:
-        import docker
-
         if not Path(spec.model).is_file():
             raise EngineError(f"model file {spec.model} does not exist")
         image = self.image_ref()
-        caps, _ = self.preflight(image)
+        caps, _ = self.preflight(image)  # raises DockerUnavailable without the package or daemon
+        import docker
+
         check_port_free(spec.host, spec.port)
         for old in self._containers():
             if old.status != "running":
@@ -200,7 +210,7 @@ class DockerEngine:
             container = self.client().containers.run(**kwargs)
         except docker.errors.APIError as e:
             raise DockerUnavailable(f"the daemon refused the engine container: {e.explanation or e}") from None
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.state_file.parent)
         write_json_atomic(
             self.state_file,
             {
@@ -212,8 +222,8 @@ class DockerEngine:
                 "engine_version": caps.version,
                 "engine_build": caps.build,
             },
+            secret=True,  # the spec holds the engine's API key
         )
-        os.chmod(self.state_file, 0o600)
         return self.status()
 
     def _containers(self) -> list[Any]:
@@ -221,11 +231,17 @@ class DockerEngine:
         return sorted(found, key=lambda c: c.attrs.get("Created", ""), reverse=True)
 
     def _state(self) -> dict[str, Any]:
+        """docker.json; a damaged one is moved aside (the container, found by its labels, still
+        tells the state: its public spec is on a label)."""
         try:
-            data = json.loads(self.state_file.read_text())
-        except (OSError, ValueError):
+            data = read_state(self.state_file, dict) or {}
+        except StateFileError as e:
+            log.warning("%s", e)
+            os.replace(self.state_file, self.state_file.with_name(self.state_file.name + ".bad"))
             return {}
-        return data if isinstance(data, dict) else {}
+        if data.get("spec") is not None and not isinstance(data.get("spec"), dict):
+            return {}
+        return data
 
     def status(self) -> EngineStatus:
         state = self._state()
@@ -317,7 +333,7 @@ class DockerEngine:
             c.remove(force=True)
         if state:
             state["stopped_at"] = time.time()
-            write_json_atomic(self.state_file, state)
+            write_json_atomic(self.state_file, state, secret=True)
         return EngineStatus(EngineState.STOPPED, backend=self.name)
 
     def logs(self, tail: int = 200) -> list[str]:

@@ -4,8 +4,6 @@ build once (``llama-server --version`` / ``--help`` in a throwaway container, ca
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import Any
 
 from zoe_panel.engine.argv import Capabilities
 from zoe_panel.errors import DockerUnavailable, DownloadError
+from zoe_panel.jsonfile import read_cache, write_json_atomic
 
 
 class ImageMissing(DockerUnavailable):
@@ -155,17 +154,10 @@ class ImageManager:
         return out.decode("utf-8", "replace") if isinstance(out, bytes) else str(out)
 
     def _load(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.cache_file.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        return read_cache(self.cache_file, dict)
 
     def _save(self, cache: dict[str, Any]) -> None:
         try:
-            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.cache_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps(cache, indent=1))
-            os.replace(tmp, self.cache_file)
+            write_json_atomic(self.cache_file, cache, indent=1)
         except OSError:
             pass

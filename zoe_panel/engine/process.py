@@ -7,13 +7,12 @@ Status is derived from these plus /proc and a health probe on every read.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,8 @@ from zoe_panel.engine.base import EngineSpec, EngineState, EngineStatus
 from zoe_panel.engine.binary import capabilities, find_llama_server, python_server_available
 from zoe_panel.engine.health import Probe, check_port_free, probe
 from zoe_panel.engine.logfile import read_stamped, tail_lines
-from zoe_panel.engine.supervisor import write_json_atomic
-from zoe_panel.errors import BinaryNotFound, EngineError, EngineNotRunning
+from zoe_panel.errors import BinaryNotFound, EngineError, EngineNotRunning, ZoePanelError
+from zoe_panel.jsonfile import StateFileError, make_private_dir, read_state, write_json_atomic
 from zoe_panel.settings import Settings
 
 
@@ -37,7 +36,10 @@ def describe_exit(code: int | None) -> str:
             name = signal.Signals(code - 128).name
         except ValueError:
             name = f"signal {code - 128}"
-        hint = " (out of memory? the kernel's OOM killer sends SIGKILL)" if code == 137 else ""
+        hint = {
+            137: " (the kernel's OOM killer, or kill -9: see the diagnosis)",
+            132: " (an instruction this CPU cannot run: see the diagnosis)",
+        }.get(code, "")
         return f"exit code {code}, killed by {name}{hint}"
     return f"exit code {code}"
 
@@ -48,17 +50,46 @@ class ProcInfo:
     alive: bool
 
 
-def _alive(pid: int | None, create_time: float | None = None) -> bool:
+def _alive(pid: int | None, create_time: float | None = None, exe: str = "") -> bool:
+    """The process runs and, where recorded, is the same one: its start time (a recycled pid starts
+    later) and its executable match what was written when it was spawned."""
     if not pid:
         return False
     try:
-        p = psutil.Process(pid)
-        if p.status() == psutil.STATUS_ZOMBIE:
-            return False
-        # A recycled pid would have a later start time than the one we recorded.
-        return create_time is None or abs(p.create_time() - create_time) < 1.0
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        p = psutil.Process(int(pid))
+        with p.oneshot():
+            if p.status() == psutil.STATUS_ZOMBIE:
+                return False
+            if create_time is not None and abs(p.create_time() - float(create_time)) > 0.05:
+                return False
+            if exe:
+                try:
+                    return bool(p.exe() == exe)
+                except psutil.AccessDenied:
+                    return True
+            return True
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError, TypeError):
         return False
+
+
+def _child_alive(sup: dict[str, Any] | None) -> bool:
+    if not sup:
+        return False
+    return _alive(sup.get("child_pid"), sup.get("child_create_time"), sup.get("child_exe") or "")
+
+
+def _signal_group(pid: int | None, sig: int, *, leader: int | None) -> None:
+    """Signal ``pid``'s process group, only when that group is the supervisor's own (the engine
+    shares it): a recycled pid in another group is left alone."""
+    if not pid:
+        return
+    try:
+        pgid = os.getpgid(int(pid))
+        if leader is not None and pgid != int(leader):
+            return
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError, ValueError, TypeError):
+        pass
 
 
 def derive_status(
@@ -100,6 +131,7 @@ def derive_status(
             reason = reason or "the engine's supervisor died"
         return EngineStatus(
             EngineState.FAILED,
+            pid=pid,  # the process that died: its pid names it in the kernel's OOM record
             exit_code=code,
             restarts=restarts,
             reason=f"{describe_exit(code)}. {reason}".strip(),
@@ -165,7 +197,7 @@ class ProcessEngine:
             raise EngineError(f"model file {spec.model} does not exist")
         argv = self.build_argv(spec)
         check_port_free(spec.host, spec.port)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.dir)  # engine commands, logs and the API key: the owner's only
         self._rotate_log()
         for stale in (self.sup_file,):
             stale.unlink(missing_ok=True)
@@ -176,8 +208,7 @@ class ProcessEngine:
             "started_at": time.time(),
             "backend": self.name,
         }
-        write_json_atomic(self.meta_file, meta)
-        os.chmod(self.meta_file, 0o600)  # the spec holds the engine's API key
+        self._write_meta(meta)
         env = dict(os.environ)
         env.update(argvmod.engine_env(spec))
         # The supervisor runs from the state folder; make this very package importable there.
@@ -214,13 +245,13 @@ class ProcessEngine:
             )
         except OSError as e:
             meta["spawn_error"] = f"cannot start the supervisor: {e}"
-            write_json_atomic(self.meta_file, meta)
+            self._write_meta(meta)
             raise EngineError(meta["spawn_error"]) from None
         finally:
             err.close()
         meta["supervisor_pid"] = proc.pid
         meta["supervisor_create_time"] = psutil.Process(proc.pid).create_time()
-        write_json_atomic(self.meta_file, meta)
+        self._write_meta(meta)
         # Reap it if it dies while we still run, so it never lingers as a zombie of ours.
         import threading
 
@@ -228,32 +259,72 @@ class ProcessEngine:
         return self.status()
 
     def stop(self, timeout_s: float) -> EngineStatus:
-        meta = self._read(self.meta_file)
+        try:
+            meta = self._read_meta()
+        except StateFileError as e:
+            return self._stop_without_meta(e, timeout_s)
         if meta is None:
             raise EngineNotRunning("no engine is running (nothing to stop)")
         sup_pid = meta.get("supervisor_pid")
         alive = _alive(sup_pid, meta.get("supervisor_create_time"))
-        sup = self._read(self.sup_file) or {}
-        child_alive = _alive(sup.get("child_pid"))
+        sup = self._read_sup() or {}
+        child_alive = _child_alive(sup)
         if not alive and not child_alive and meta.get("stopped_at"):
             raise EngineNotRunning("the engine is already stopped")
-        if alive and sup_pid:
+        self._terminate(sup_pid if alive else None, sup if child_alive else {}, timeout_s)
+        meta["stopped_at"] = time.time()
+        self._write_meta(meta)
+        return self.status()
+
+    def _terminate(self, sup_pid: int | None, sup: dict[str, Any], timeout_s: float) -> None:
+        """SIGTERM the supervisor (it stops the engine), then SIGKILL the group of whatever is
+        left. Every signal goes only to a process whose identity was checked just before."""
+        if sup_pid:
             try:
                 os.kill(int(sup_pid), signal.SIGTERM)
             except ProcessLookupError:
                 pass
             self._wait_gone(sup_pid, timeout_s + 3.0)
-        if _alive(sup_pid, meta.get("supervisor_create_time")) or _alive(sup.get("child_pid")):
-            for pid in (sup_pid, sup.get("child_pid")):
-                if pid:
-                    try:
-                        os.killpg(os.getpgid(pid), signal.SIGKILL)
-                    except (ProcessLookupError, PermissionError):
-                        pass
+        leader = sup.get("supervisor_pid") or sup_pid
+        if sup_pid and _alive(sup_pid, None):
+            _signal_group(sup_pid, signal.SIGKILL, leader=sup_pid)
+        if _child_alive(sup):
+            _signal_group(sup.get("child_pid"), signal.SIGKILL, leader=leader)
             self._wait_gone(sup.get("child_pid"), 5.0)
-        meta["stopped_at"] = time.time()
-        write_json_atomic(self.meta_file, meta)
-        return self.status()
+
+    def _stop_without_meta(self, err: StateFileError, timeout_s: float) -> EngineStatus:
+        """engine.json is damaged: stop what supervisor.json names (identities checked), move the
+        damaged file aside and start a fresh record, so the CLI and the page can always stop."""
+        sup = self._read_sup() or {}
+        sup_pid = sup.get("supervisor_pid")
+        sup_alive = _alive(sup_pid, sup.get("supervisor_create_time"))
+        if not sup_alive and not _child_alive(sup):
+            owner = self._port_owner()
+            if owner is None:
+                self._reset_meta()
+                raise EngineNotRunning(f"no engine is running; {err}") from None
+            sup = {"child_pid": owner[0], "child_create_time": owner[1], "supervisor_pid": owner[2]}
+        self._terminate(sup_pid if sup_alive else None, sup, timeout_s)
+        self._reset_meta()
+        return EngineStatus(EngineState.STOPPED, reason=f"stopped; {self.meta_file.name} was damaged and reset")
+
+    def _port_owner(self) -> tuple[int, float, int] | None:
+        """(pid, start time, process group) of an engine listening on the panel's engine port."""
+        port = self.settings.engine_port
+        try:
+            for conn in psutil.net_connections(kind="tcp"):
+                if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
+                    p = psutil.Process(conn.pid)
+                    if any(x in " ".join(p.cmdline()) for x in ("llama-server", "llama_cpp.server")):
+                        return conn.pid, p.create_time(), os.getpgid(conn.pid)
+        except (psutil.Error, OSError):
+            return None
+        return None
+
+    def _reset_meta(self) -> None:
+        if self.meta_file.exists():
+            os.replace(self.meta_file, self.meta_file.with_name(self.meta_file.name + ".bad"))
+        self._write_meta({"stopped_at": time.time(), "reset": "the previous file was damaged"})
 
     @staticmethod
     def _wait_gone(pid: int | None, timeout_s: float) -> None:
@@ -264,47 +335,86 @@ class ProcessEngine:
             time.sleep(0.05)
 
     def status(self, *, probe_timeout_s: float = 1.0) -> EngineStatus:
-        meta = self._read(self.meta_file)
-        if meta is None:
+        try:
+            meta = self._read_meta()
+        except StateFileError as e:
+            return self._status_without_meta(e)
+        if meta is None or "spec" not in meta:
             return EngineStatus(EngineState.STOPPED)
-        sup = self._read(self.sup_file)
+        sup = self._read_sup()
         sup_alive = _alive(meta.get("supervisor_pid"), meta.get("supervisor_create_time"))
-        child_alive = bool(sup) and _alive(sup.get("child_pid"))  # type: ignore[union-attr]
+        child_alive = _child_alive(sup)
         result = None
         if sup_alive and child_alive and not meta.get("stopped_at"):
             spec = EngineSpec.from_json(meta["spec"])
             result = probe(spec, loaded=bool(sup and sup.get("loaded")), timeout_s=probe_timeout_s)
-        tail: tuple[str, ...] = ()
         status = derive_status(meta, sup, supervisor_alive=sup_alive, child_alive=child_alive, probe_result=result)
         if sup is None and not sup_alive and not meta.get("stopped_at"):
             err = " ".join(tail_lines(self.dir / "supervisor.err", 5))
-            from dataclasses import replace
-
             status = replace(status, reason=f"{status.reason}: {err}" if err else status.reason)
         if status.state in (EngineState.FAILED, EngineState.UNHEALTHY):
-            tail = tuple(x.text for x in read_stamped(self.log_file, 30))
-            from dataclasses import replace
-
-            status = replace(status, log_tail=tail)
+            status = replace(status, log_tail=tuple(x.text for x in read_stamped(self.log_file, 30)))
         return status
+
+    def _status_without_meta(self, err: StateFileError) -> EngineStatus:
+        """A damaged engine.json while the engine may still run: say so, never 'stopped' by mistake."""
+        sup = self._read_sup() or {}
+        if _alive(sup.get("supervisor_pid"), sup.get("supervisor_create_time")) or _child_alive(sup):
+            return EngineStatus(
+                EngineState.UNHEALTHY,
+                pid=sup.get("child_pid"),
+                run_id=sup.get("run_id"),
+                reason=f"{err}. The engine still runs (pid {sup.get('child_pid')}): Stop works, and resets the file",
+            )
+        if self._port_owner() is not None:
+            return EngineStatus(
+                EngineState.UNHEALTHY,
+                reason=f"{err}. An engine listens on port {self.settings.engine_port}: Stop works",
+            )
+        return EngineStatus(EngineState.STOPPED, reason=str(err))
 
     def logs(self, tail: int = 200) -> list[str]:
         return tail_lines(self.log_file, tail)
 
     def engine_pid(self) -> int | None:
-        sup = self._read(self.sup_file)
-        pid = sup.get("child_pid") if sup else None
-        return pid if _alive(pid) else None
+        sup = self._read_sup()
+        return sup.get("child_pid") if sup and _child_alive(sup) else None
 
     # -- helpers ------------------------------------------------------------------------
     def _rotate_log(self) -> None:
         if self.log_file.exists():
             os.replace(self.log_file, self.log_file.with_suffix(".log.1"))
 
-    @staticmethod
-    def _read(path: Path) -> dict[str, Any] | None:
+    def _read_meta(self) -> dict[str, Any] | None:
+        """engine.json, shape-checked: StateFileError (naming the file and the reset) if damaged."""
+        meta = read_state(self.meta_file, dict)
+        if meta is None or ("spec" not in meta and meta.get("stopped_at")):
+            return meta
+        problems = []
         try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
+            EngineSpec.from_json(meta["spec"])
+        except (KeyError, TypeError, ValueError, ZoePanelError) as e:
+            problems.append(f"its engine settings do not parse ({type(e).__name__}: {str(e)[:120]})")
+        for key in ("supervisor_pid", "supervisor_create_time", "started_at", "stopped_at"):
+            if meta.get(key) is not None and (isinstance(meta[key], bool) or not isinstance(meta[key], (int, float))):
+                problems.append(f"{key} is {meta[key]!r}, not a number")
+        if problems:
+            raise StateFileError(self.meta_file, "; ".join(problems))
+        return meta
+
+    def _read_sup(self) -> dict[str, Any] | None:
+        """supervisor.json; the supervisor rewrites it atomically, so a damaged one is treated as
+        absent (never as a pid to signal)."""
+        try:
+            sup = read_state(self.sup_file, dict)
+        except StateFileError:
             return None
-        return data if isinstance(data, dict) else None
+        if sup is None:
+            return None
+        for key in ("child_pid", "supervisor_pid", "restarts", "exit_code"):
+            if sup.get(key) is not None and (isinstance(sup[key], bool) or not isinstance(sup[key], int)):
+                return None
+        return sup
+
+    def _write_meta(self, meta: dict[str, Any]) -> None:
+        write_json_atomic(self.meta_file, meta, secret=True)  # the spec holds the engine's API key

@@ -3,15 +3,13 @@ when the panel comes up and finds it gone (panel restart, machine reboot)."""
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 from zoe_panel.engine.base import EngineSpec, EngineStatus
 from zoe_panel.engine.controller import EngineController
-from zoe_panel.engine.supervisor import write_json_atomic
 from zoe_panel.errors import ZoePanelError
+from zoe_panel.jsonfile import StateFileError, read_state, write_json_atomic
 
 
 class DesiredEngine:
@@ -20,17 +18,19 @@ class DesiredEngine:
 
     def remember(self, event: str, status: EngineStatus) -> None:
         if event == "start" and status.spec is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(self.path, {"spec": status.spec.to_json(), "backend": status.backend})
-            os.chmod(self.path, 0o600)  # the spec carries the engine's API key
+            # the spec carries the engine's API key
+            write_json_atomic(self.path, {"spec": status.spec.to_json(), "backend": status.backend}, secret=True)
         elif event == "stop":
             self.path.unlink(missing_ok=True)
 
     def restore(self, controller: EngineController, audit: Callable[[str, str, str], None]) -> EngineStatus | None:
         """Start the remembered engine if none runs now; None when there was nothing to do."""
         try:
-            desired = json.loads(self.path.read_text())
-        except (OSError, ValueError):
+            desired = read_state(self.path, dict)
+        except StateFileError as e:
+            audit("failed", "", str(e)[:300])
+            return None
+        if desired is None:
             return None
         if controller.status(max_age_s=0).state.is_running:
             return None  # still running: re-attached, nothing to restore

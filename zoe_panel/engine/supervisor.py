@@ -13,7 +13,6 @@ as ``<unix time> <line>``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import signal
@@ -24,6 +23,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from zoe_panel.jsonfile import write_json_atomic
+
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 # Once one of these is seen the engine had loaded; a later crash is worth a restart, a crash
 # before it is a configuration problem (OOM at load, bad model) that a restart only repeats.
@@ -31,17 +32,28 @@ READY_MARKERS = ("listening on", "server is listening", "Uvicorn running on", "m
 STABLE_S = 600.0  # uptime after which the restart budget is refilled
 
 
+def process_identity(pid: int) -> tuple[float | None, str]:
+    """(start time, executable) of a live process, as psutil reports them; (None, '') if gone."""
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        with p.oneshot():
+            created = p.create_time()
+            try:
+                exe = p.exe()
+            except (psutil.AccessDenied, psutil.ZombieProcess):
+                exe = ""
+        return created, exe
+    except psutil.Error:
+        return None, ""
+
+
 def exit_code_of(returncode: int | None) -> int | None:
     """Popen's -N (killed by signal N) as the shell and Docker report it: 128 + N."""
     if returncode is None:
         return None
     return 128 - returncode if returncode < 0 else returncode
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
 
 
 class Supervisor:
@@ -59,13 +71,20 @@ class Supervisor:
         self.restarts = 0
         self.exit_codes: list[int] = []
         self.loaded = False
+        self.identity = process_identity(os.getpid())
+        self.child_identity: tuple[float | None, str] = (None, "")
 
     def write_state(self, phase: str, **extra: Any) -> None:
         child = self.child
         data = {
             "run_id": self.run_id,
             "supervisor_pid": os.getpid(),
+            "supervisor_create_time": self.identity[0],
             "child_pid": child.pid if child else None,
+            # Who the child is, beyond its pid: a pid is reused once the engine is gone, and Stop
+            # must never signal a stranger (process.py checks both before every signal).
+            "child_create_time": self.child_identity[0],
+            "child_exe": self.child_identity[1],
             "phase": phase,
             "restarts": self.restarts,
             "exit_codes": self.exit_codes,
@@ -107,6 +126,7 @@ class Supervisor:
             self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
         started = time.time()
+        self.child_identity = process_identity(self.child.pid)
         self.write_state("running", child_started_at=started)
         assert self.child.stdout is not None
         with self.log_path.open("a", encoding="utf-8") as out:

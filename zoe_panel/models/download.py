@@ -24,7 +24,7 @@ from zoe_panel.errors import DownloadError, ModelStoreError
 from zoe_panel.models.demo import sha256_file
 from zoe_panel.models.gguf_meta import check_magic
 from zoe_panel.models.hf_staging import FollowHash, drop_unresumable, resumable
-from zoe_panel.models.library import VerifyLog, validate_gguf
+from zoe_panel.models.library import VerifyLog, safe_name, space_message, validate_gguf
 from zoe_panel.models.store import SPLIT_RE, ModelStore
 
 QUANT_RE = re.compile(r"(?:^|[-_.])((?:IQ|Q)\d(?:_[A-Z0-9]+)*|F16|BF16|F32|MXFP4)(?=[-_.]|$)", re.I)
@@ -218,7 +218,10 @@ def download(
             ) from None
         _discard(staging)
         raise DownloadError(f"download of {repo_id} failed: {_first_line(e)}; nothing was kept") from None
-    except DownloadError:
+    except (DownloadError, ModelStoreError):
+        _discard(staging)  # a refused file leaves no staging folder behind
+        raise
+    except BaseException:
         _discard(staging)
         raise
     for src, dst in zip(fetched, targets, strict=True):
@@ -257,18 +260,13 @@ def record_checked(log: VerifyLog, store: ModelStore, path: Path, digests: list[
 
 def _target(root: Path, name: str) -> Path:
     base = Path(name).name  # repo sub-folders are flattened; '..' can never escape
-    if not base.lower().endswith(".gguf") or base.startswith("."):
-        raise ModelStoreError(f"{name!r} is not a .gguf file name")
-    return root / base
+    return root / safe_name(base)  # .gguf, not hidden, no control characters, not too long
 
 
 def check_space(root: Path, need: int, margin: int) -> None:
     free = shutil.disk_usage(root).free
     if need + margin > free:
-        raise DownloadError(
-            f"not enough disk space: the model needs {need / 2**30:.2f} GiB, {free / 2**30:.2f} GiB is free and "
-            f"{margin / 2**30:.2f} GiB must stay free; delete a model or free space first"
-        )
+        raise DownloadError(space_message(need, free, margin))
 
 
 def _verify(path: Path, f: RemoteFile, streamed: str | None) -> str | None:

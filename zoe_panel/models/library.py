@@ -6,10 +6,10 @@ failure (bad file, full disk) leaves the library as it was."""
 from __future__ import annotations
 
 import errno
-import json
 import os
 import shutil
 import time
+import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 from filelock import FileLock
 
 from zoe_panel.errors import InvalidModelError, ModelStoreError
+from zoe_panel.jsonfile import read_cache, write_json_atomic
 from zoe_panel.models.demo import sha256_file
 from zoe_panel.models.gguf_meta import read_gguf
 from zoe_panel.models.store import ModelStore
@@ -25,17 +26,30 @@ STAGING = ".staging"
 MAX_NAME_BYTES = 255
 
 
+def shown(name: str, limit: int = 60) -> str:
+    """A name quoted for a message, cut to ``limit`` characters (a 5000-character name stays readable)."""
+    text = repr(name)
+    return text if len(text) <= limit else text[: limit - 5] + "…'"
+
+
 def safe_name(name: str) -> str:
-    """A file name for the library: one path component, .gguf, not hidden. Unicode and spaces are fine."""
+    """A file name for the library: one path component, .gguf, not hidden, printable, at most 255
+    bytes. Unicode and spaces are fine; control characters and line breaks are not (names are shown
+    on pages and in logs)."""
     text = (name or "").strip()
-    if not text or "\x00" in text or "/" in text or "\\" in text or text in (".", ".."):
-        raise ModelStoreError(f"{name!r} is not a valid file name (no folders, no '..')")
-    if text.startswith("."):
-        raise ModelStoreError(f"{name!r}: names starting with '.' are reserved")
-    if not text.lower().endswith(".gguf"):
-        raise ModelStoreError(f"{name!r}: model files must end in .gguf")
     if len(text.encode()) > MAX_NAME_BYTES:
-        raise ModelStoreError(f"{name!r} is longer than {MAX_NAME_BYTES} bytes")
+        raise ModelStoreError(
+            f"the name {shown(text)} is {len(text):,} characters ({len(text.encode()):,} bytes) long; "
+            f"file names can have at most {MAX_NAME_BYTES} bytes"
+        )
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in text):
+        raise ModelStoreError(f"{shown(text)}: names may not contain control characters or line breaks")
+    if not text or "/" in text or "\\" in text or text in (".", ".."):
+        raise ModelStoreError(f"{shown(name)} is not a valid file name (no folders, no '..')")
+    if text.startswith("."):
+        raise ModelStoreError(f"{shown(name)}: names starting with '.' are reserved")
+    if not text.lower().endswith(".gguf"):
+        raise ModelStoreError(f"{shown(name)}: model files must end in .gguf")
     return text
 
 
@@ -49,19 +63,23 @@ def validate_gguf(path: Path, display: str | None = None) -> None:
         )
 
 
-def _staging(store: ModelStore) -> Path:
+def staging_dir(store: ModelStore) -> Path:
     d = store.ensure_root() / STAGING
     d.mkdir(exist_ok=True)
     return d
 
 
-def _space(store: ModelStore, need: int, margin: int) -> None:
+def space_message(need: int, free: int, margin: int) -> str:
+    return (
+        f"not enough disk space: {need / 2**30:.2f} GiB needed, {free / 2**30:.2f} GiB free, "
+        f"{margin / 2**30:.2f} GiB must stay free; delete a model or free space first"
+    )
+
+
+def check_space(store: ModelStore, need: int, margin: int) -> None:
     free = shutil.disk_usage(store.ensure_root()).free
     if need + margin > free:
-        raise ModelStoreError(
-            f"not enough disk space: {need / 2**30:.2f} GiB needed, {free / 2**30:.2f} GiB free, "
-            f"{margin / 2**30:.2f} GiB must stay free"
-        )
+        raise ModelStoreError(space_message(need, free, margin))
 
 
 def _disk_full(e: OSError, what: str) -> ModelStoreError:
@@ -70,7 +88,7 @@ def _disk_full(e: OSError, what: str) -> ModelStoreError:
     return ModelStoreError(f"{what} failed: {e.strerror or e}")
 
 
-def _commit(store: ModelStore, staged: Path, name: str) -> Path:
+def commit_staged(store: ModelStore, staged: Path, name: str) -> Path:
     target = store.ensure_root() / name
     try:
         os.link(staged, target)  # fails if the name was taken meanwhile: never overwrite
@@ -84,15 +102,18 @@ def _commit(store: ModelStore, staged: Path, name: str) -> Path:
 def add_file(
     store: ModelStore, src: Path, *, move: bool = False, name: str | None = None, margin_bytes: int = 0
 ) -> Path:
-    """Copy (or move) a GGUF file into the library after checking it."""
+    """Copy (or move) a GGUF file into the library after checking it. A symlink is followed: the
+    file it points to is copied (or moved, and the link that would dangle removed), never the link."""
     src = Path(src).expanduser()
     if not src.is_file():
         raise ModelStoreError(f"{src} is not a file")
+    link = src if src.is_symlink() else None
     final = safe_name(name or src.name)
+    src = src.resolve()
     if (store.ensure_root() / final).exists():
         raise ModelStoreError(f"{final} is already in the library")
     validate_gguf(src, str(src))
-    staged = _staging(store) / (final + ".part")
+    staged = staging_dir(store) / (final + ".part")
     try:
         if move:
             try:
@@ -100,16 +121,18 @@ def add_file(
             except OSError as e:
                 if e.errno != errno.EXDEV:
                     raise
-                _space(store, src.stat().st_size, margin_bytes)
+                check_space(store, src.stat().st_size, margin_bytes)
                 shutil.copyfile(src, staged)
                 src.unlink()
+            if link is not None:
+                link.unlink(missing_ok=True)
         else:
-            _space(store, src.stat().st_size, margin_bytes)
+            check_space(store, src.stat().st_size, margin_bytes)
             shutil.copyfile(src, staged)
     except OSError as e:
         staged.unlink(missing_ok=True)
         raise _disk_full(e, f"adding {final}") from None
-    return _commit(store, staged, final)
+    return commit_staged(store, staged, final)
 
 
 def add_upload(
@@ -120,8 +143,8 @@ def add_upload(
     if (store.ensure_root() / final).exists():
         raise ModelStoreError(f"{final} is already in the library")
     if size is not None:
-        _space(store, size, margin_bytes)
-    staged = _staging(store) / (final + ".part")
+        check_space(store, size, margin_bytes)
+    staged = staging_dir(store) / (final + ".part")
     try:
         with staged.open("wb") as out:
             for chunk in chunks:
@@ -133,7 +156,7 @@ def add_upload(
     except InvalidModelError:
         staged.unlink(missing_ok=True)
         raise
-    return _commit(store, staged, final)
+    return commit_staged(store, staged, final)
 
 
 def delete(store: ModelStore, name: str, *, in_use: str | None = None) -> list[Path]:
@@ -144,7 +167,9 @@ def delete(store: ModelStore, name: str, *, in_use: str | None = None) -> list[P
     removed = []
     for part in store.split_parts(path):
         if part.is_file():
+            real = part.resolve()
             part.unlink()
+            store.forget(real)
             removed.append(part)
     return removed
 
@@ -156,20 +181,14 @@ class VerifyLog:
         self.path = path
 
     def load(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        return read_cache(self.path, dict)
 
     def record(self, key: str, result: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.path) + ".lock", timeout=10):
             data = self.load()
             data[key] = result
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(data, indent=1))
-            os.replace(tmp, self.path)
+            write_json_atomic(self.path, data, indent=1)
 
     def get(self, path: Path) -> dict[str, Any] | None:
         rec = self.load().get(str(path.resolve()))

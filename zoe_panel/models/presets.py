@@ -5,8 +5,6 @@ cache, the panel's other defaults)."""
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ from filelock import FileLock
 from zoe_panel.engine.argv import check_extra_args
 from zoe_panel.engine.base import CACHE_TYPES, FLASH_ATTN
 from zoe_panel.errors import ConfigError
+from zoe_panel.jsonfile import read_cache, write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -49,11 +48,7 @@ class PresetStore:
         self.path = path
 
     def _load(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        return read_cache(self.path, dict)
 
     def get(self, model: str) -> Preset | None:
         raw = self._load().get(model)
@@ -72,12 +67,10 @@ class PresetStore:
             entry.pop("saved")
             entry["extra_args"] = list(preset.extra_args)
             data[model] = entry
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(data, indent=1))
-            os.replace(tmp, self.path)
+            write_json_atomic(self.path, data, indent=1)
 
     def delete(self, model: str) -> None:
         with FileLock(str(self.path) + ".lock", timeout=10):
             data = self._load()
             if data.pop(model, None) is not None:
-                self.path.write_text(json.dumps(data, indent=1))
+                write_json_atomic(self.path, data, indent=1)

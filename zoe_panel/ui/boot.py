@@ -66,3 +66,30 @@ def follow_deep_link(pages: Sequence[Any]) -> None:
     for page in pages:
         if getattr(page, "url_path", None) == Path(target).stem:
             st.switch_page(page)
+
+
+def startup_error(e: Exception) -> None:
+    """The panel cannot start (a damaged settings or state file). On loopback the message says
+    which file and how to reset it; to the LAN, before any sign-in, it names no path."""
+    import logging
+
+    from zoe_panel.auth import is_loopback
+    from zoe_panel.ui.widgets import md
+
+    logging.getLogger(__name__).error("the panel cannot start: %s", e)
+    st.title("Zoe Panel cannot start")
+    if is_loopback(str(st.get_option("server.address") or "")):
+        st.error(md(e, inline=False))
+    else:
+        st.error(
+            "A settings or state file of the panel is damaged. The details, and how to reset it, are in "
+            "the panel's log, and on this page when it is opened on the machine itself (127.0.0.1)."
+        )
+    st.stop()
+
+
+def once_notice(text: str) -> None:
+    """A warning shown once per browser session (the history was reset, say)."""
+    if text and not st.session_state.get("zoe-notice-shown"):
+        st.session_state["zoe-notice-shown"] = True
+        st.warning(text)

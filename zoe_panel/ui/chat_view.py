@@ -13,7 +13,7 @@ from zoe_panel.engine.base import EngineState
 from zoe_panel.engine.metrics import engine_load
 from zoe_panel.errors import ZoePanelError
 from zoe_panel.runtime import get_runtime
-from zoe_panel.ui.widgets import session_get
+from zoe_panel.ui.widgets import md, session_get
 
 
 def session() -> ChatSession:
@@ -79,7 +79,7 @@ def edit_box(chat: ChatSession) -> str | None:
             try:
                 chat.edit_last(text)
             except ZoePanelError as e:
-                st.error(str(e))
+                st.error(md(e, inline=False))
                 return None
             return text
     return None
@@ -119,7 +119,7 @@ def reply(chat: ChatSession, prompt: str | None, params: ChatParams, *, resend: 
             chat.ask(prompt or "")
         client = rt.chat_client()
     except ZoePanelError as e:
-        st.error(str(e))
+        st.error(md(e, inline=False))
         return
     if not resend:
         _render_turn(chat.turns[-1])

@@ -13,6 +13,7 @@ from zoe_panel.jetson import arch_support_note
 from zoe_panel.runtime import Runtime
 from zoe_panel.settings import BACKENDS
 from zoe_panel.ui.auth_view import audit
+from zoe_panel.ui.widgets import md
 
 
 def backend_panel(rt: Runtime, model_arch: str | None) -> str:
@@ -33,12 +34,12 @@ def backend_panel(rt: Runtime, model_arch: str | None) -> str:
     try:
         caps, _ = eng.preflight(image)
     except ImageMissing as e:
-        st.warning(str(e))
+        st.warning(md(e, inline=False))
         if st.button(f"Pull {image}", key="engine-pull"):
             pull_with_progress(rt, image)
         return backend
     except ZoePanelError as e:
-        st.error(str(e))
+        st.error(md(e, inline=False))
         return backend
     st.caption(
         f"Docker image `{image}` · llama.cpp {caps.version or '?'} (build {caps.build or '?'}) · GPU: {eng.gpu_mode()}"
@@ -58,7 +59,7 @@ def pull_with_progress(rt: Runtime, image: str) -> None:
     try:
         rt.docker_engine.images.pull(image, show)
     except ZoePanelError as e:
-        st.error(str(e))
+        st.error(md(e, inline=False))
         return
     bar.progress(1.0, text=f"{image} pulled")
     audit(rt, "pull", "ok", target=image)

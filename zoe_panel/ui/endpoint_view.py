@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from zoe_panel.endpoint import client_check, model_id, new_api_key, reachable_urls, snippets
+from zoe_panel.endpoint import client_check, model_id, reachable_urls, snippets
+from zoe_panel.engine.apikey import engine_api_key, new_api_key
 from zoe_panel.engine.base import EngineState
 from zoe_panel.errors import ZoePanelError
 from zoe_panel.runtime import Runtime
 from zoe_panel.ui.settings_view import apply
+from zoe_panel.ui.widgets import md
 
 
 def endpoint_panel(rt: Runtime) -> None:
@@ -16,19 +18,20 @@ def endpoint_panel(rt: Runtime) -> None:
     spec = status.spec
     if status.state != EngineState.READY or spec is None or status.base_url is None:
         st.info(f"Engine is {status.state.value}: start it on the Engine page to hand it to clients.")
-        _key_section(rt, spec.api_key if spec else rt.settings.engine_api_key)
+        _key_section(rt, spec.api_key if spec else engine_api_key(rt.settings))
         return
     urls, note = reachable_urls(spec.host, spec.port)
     try:
         mid = model_id(status.base_url, spec.api_key)
     except Exception as e:  # noqa: BLE001 - shown, not raised: the page must render
         mid = spec.alias or spec.model_name
-        st.warning(f"/v1/models did not answer: {e}")
+        st.warning(f"/v1/models did not answer: {md(e)}")
     with st.container(key="endpoint-info", border=True):
         st.markdown("**Base URL** (OpenAI-compatible): " + " · ".join(f"`{u}`" for u in urls))
         if note:
             st.caption(note)
-        st.markdown(f"**Model id:** `{mid}`")
+        st.markdown("**Model id:**")
+        st.code(mid, language=None)
     _key_section(rt, spec.api_key)
     examples = snippets(urls[0], mid, spec.api_key)
     tabs = st.tabs(list(examples))
@@ -57,4 +60,4 @@ def _key_section(rt: Runtime, key: str) -> None:
             apply(rt, {"engine_api_key": new_api_key()})
             st.info("Saved. It applies from the next engine start.")
         except ZoePanelError as e:
-            st.error(str(e))
+            st.error(md(e, inline=False))

@@ -10,7 +10,7 @@ import streamlit as st
 from zoe_panel.engine.base import EngineState, EngineStatus
 from zoe_panel.engine.logfile import parse_stamped
 from zoe_panel.runtime import Runtime
-from zoe_panel.ui.widgets import state_line
+from zoe_panel.ui.widgets import md, state_line
 
 
 def init_form(rt: Runtime, names: list[str]) -> None:
@@ -136,14 +136,14 @@ def live_status(rt: Runtime) -> None:
     with st.container(key="engine-state"):
         st.markdown(state_line(status))
         if status.state == EngineState.FAILED:
-            st.error(status.reason or "the engine failed")
+            st.error(md(status.reason or "the engine failed", inline=False))
             diagnosis_block(rt, status)
         elif status.state == EngineState.UNHEALTHY:
-            st.warning(status.reason)
+            st.warning(md(status.reason, inline=False))
         elif status.state == EngineState.STARTING:
-            st.caption(status.reason or "loading the model…")
+            st.caption(md(status.reason or "loading the model…"))
         elif status.state == EngineState.READY and (note := rt.placement_note(status)):
-            st.caption(f":material/memory: {note}")
+            st.caption(f":material/memory: {md(note)}")
     with st.container(key="engine-log", height=360, autoscroll=True):
         lines = [parse_stamped(x).render() for x in rt.controller.logs(300)]
         st.code("\n".join(lines) or "(no log yet)", language=None, wrap_lines=True)
@@ -173,7 +173,7 @@ def estimate_panel(rt: Runtime, form: Mapping[str, Any]) -> str | None:
         est = rt.memory.estimate(spec)
         best = rt.memory.max_contexts(spec)
     except ZoePanelError as e:
-        st.warning(f"No memory estimate: {e}")
+        st.warning(f"No memory estimate: {md(e, inline=False)}")
         return None
     with st.container(key="engine-estimate", border=True):
         st.markdown(
@@ -225,6 +225,6 @@ def diagnosis_block(rt: Runtime, status: EngineStatus) -> None:
     if d is None:
         return
     with st.container(key="engine-diagnosis"):
-        st.error(f"**{d.title}** {d.detail}")
+        st.error(f"**{md(d.title)}** {md(d.detail, inline=False)}")
         if d.fixes:
-            st.markdown("**What to change:**\n" + "\n".join(f"- {f}" for f in d.fixes))
+            st.markdown("**What to change:**\n" + "\n".join(f"- {md(f)}" for f in d.fixes))

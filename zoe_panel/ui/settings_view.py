@@ -12,6 +12,7 @@ from zoe_panel.errors import ZoePanelError
 from zoe_panel.runtime import Runtime, set_runtime
 from zoe_panel.settings import BACKENDS, DOCKER_GPU, ENV_NAMES, FLAVORS, RESTART_POLICIES, TELEMETRY, save_settings_file
 from zoe_panel.ui.auth_view import audit
+from zoe_panel.ui.widgets import md
 
 CHOICES = {
     "flavor": FLAVORS,
@@ -102,7 +103,7 @@ def apply(rt: Runtime, changes: dict[str, Any]) -> None:
     try:
         new = save_settings_file(rt.settings, changes)
     except ZoePanelError as e:
-        st.error(str(e))
+        st.error(md(e, inline=False))
         audit(rt, "settings change", "refused", target=", ".join(changes), detail=str(e))
         return
     shown = ", ".join(f"{k}={'***' if k in SECRET else v}" for k, v in changes.items())

@@ -8,6 +8,7 @@ import streamlit as st
 from zoe_panel.errors import ZoePanelError
 from zoe_panel.runtime import Runtime
 from zoe_panel.suites import Suite, compare, parse_prompts, run_suite
+from zoe_panel.ui.widgets import md
 
 EXAMPLE = "What is the capital of France? ||| Paris\nWrite a haiku about the sea.\nWhat is 12*12? ||| 144"
 
@@ -55,7 +56,7 @@ def runner(rt: Runtime, suite: Suite | None) -> None:
     try:
         rows = run_suite(rt, suite, show)
     except ZoePanelError as e:
-        st.error(str(e))
+        st.error(md(e, inline=False))
         return
     shown = [
         {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -22,10 +23,26 @@ STATE_BADGE = {
 }
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&])")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")
+
+
+def md(text: object, *, inline: bool = True) -> str:
+    """Text from users, files or the network, made inert for Streamlit's markdown: every markdown,
+    directive (:red[...], :material/x:) and LaTeX character escaped, control characters dropped,
+    and (inline) line breaks turned into spaces. A model named ``![x](http://...)`` is shown as
+    those characters, never as an image."""
+    out = _CONTROL.sub("", str(text))
+    if inline:
+        out = out.replace("\r", " ").replace("\n", " ")
+    return _MD_SPECIAL.sub(r"\\\1", out)
+
+
 def state_line(status: EngineStatus) -> str:
     text = STATE_BADGE[status.state]
     if status.spec is not None and status.state != EngineState.STOPPED:
-        text += f" · {status.spec.model_name} · {status.backend}/{status.spec.flavor} · {status.base_url}"
+        where = f"{status.backend}/{status.spec.flavor}"
+        text += f" · {md(status.spec.model_name)} · {md(where)} · {md(status.base_url)}"
     return text
 
 
@@ -34,7 +51,7 @@ def attempt(fn: Callable[[], T], *, success: str | None = None) -> T | None:
     try:
         result = fn()
     except ZoePanelError as e:
-        st.error(str(e))
+        st.error(md(str(e), inline=False))
         return None
     if success:
         st.success(success)
