@@ -4,6 +4,7 @@ by hand with the same arguments and polling /health every 10 ms (the baseline)."
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 
@@ -20,7 +21,7 @@ def panel_start(rt) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     rt.wait_ready(60)
     seen = time.time()
     listen = next((ln.t for ln in map(parse_stamped, rt.controller.logs(400)) if "listening on" in ln.text), None)
-    argv = rt.process_engine._read(rt.process_engine.meta_file)["argv"]  # same args for the baseline
+    argv = json.loads(rt.process_engine.meta_file.read_text())["argv"]  # same args for the baseline
     rt.controller.stop()
     return seen - t0, (seen - listen) if listen else float("nan"), argv
 

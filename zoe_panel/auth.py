@@ -106,6 +106,10 @@ class _Attempts:
     in_flight: int = 0
 
 
+class LockedOut(AuthError):
+    """The client failed too often: refused without a check until the lockout ends."""
+
+
 class LoginLimiter:
     """At most ``max_attempts`` failures per client in ``window_s``; then locked for ``lockout_s``.
 
@@ -129,7 +133,7 @@ class LoginLimiter:
             a = self._by_client.get(client)
             if a and a.locked_until > time.time():
                 wait = int(a.locked_until - time.time()) + 1
-                raise AuthError(f"too many failed sign-ins from {client}: locked for {wait} more seconds")
+                raise LockedOut(f"too many failed sign-ins from {client}: locked for {wait} more seconds")
 
     def _reserve(self, client: str) -> _Attempts:
         now = time.time()
@@ -137,7 +141,7 @@ class LoginLimiter:
             a = self._by_client.setdefault(client, _Attempts())
             if a.locked_until > now:
                 wait = int(a.locked_until - now) + 1
-                raise AuthError(f"too many failed sign-ins from {client}: locked for {wait} more seconds")
+                raise LockedOut(f"too many failed sign-ins from {client}: locked for {wait} more seconds")
             a.failures = [t for t in a.failures if now - t < self.window_s]
             if len(a.failures) + a.in_flight >= self.max_attempts:
                 raise AuthError(f"too many sign-in attempts at once from {client}: wait for the first ones")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -82,7 +83,7 @@ def test_restore_on_boot_brings_the_engine_back(healing: Runtime) -> None:
     rt.start_engine(rt.default_spec(MODEL, ctx=1536))
     first = rt.wait_ready(60)
     # a machine reboot: the engine and its supervisor vanish without a Stop
-    sup = rt.process_engine._read(rt.process_engine.meta_file)["supervisor_pid"]
+    sup = json.loads(rt.process_engine.meta_file.read_text())["supervisor_pid"]
     os.killpg(os.getpgid(sup), signal.SIGKILL)
     wait_for(lambda: rt.controller.status(max_age_s=0).state == EngineState.FAILED, 10)
     panel = Runtime(rt.settings, sampler=True)  # the panel starts after the reboot

@@ -20,7 +20,7 @@ from zoe_panel.build import server as build_server
 from zoe_panel.build.records import BuildRecords
 from zoe_panel.build.server import BuildConfig, BuildError, ensure_llama_server
 from zoe_panel.build.smoke import smoke_python, smoke_server
-from zoe_panel.build.variants import Target, Variant
+from zoe_panel.build.variants import VARIANTS, Target, Variant
 from zoe_panel.engine.binary import find_llama_server
 from zoe_panel.settings import Settings
 
@@ -76,7 +76,7 @@ def test_a_build_that_traps_is_noticed_and_the_safe_variant_built_instead(
     assert "native-noamx does not run on this machine" in console and "SIGILL" in console
     assert "falling back to the portable variant" in console
     records = BuildRecords(cfg.cache)
-    bad = records.get(cfg.key(build_server.VARIANTS["native-noamx"]))
+    bad = records.get(cfg.key(VARIANTS["native-noamx"]))
     smoke = bad.smoke_on(build_server.machine_fingerprint())  # type: ignore[union-attr]
     assert smoke is not None and smoke.illegal_instruction and smoke.exit_code == 132
     good = rec.smoke_on(build_server.machine_fingerprint())

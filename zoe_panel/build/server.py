@@ -289,7 +289,7 @@ def ensure_llama_server(cfg: BuildConfig, *, compiler: Compiler = cmake_compile)
         records.choose(fingerprint, KIND, cfg.target.label, best.key)
         if cfg.mode == "best" and len(good) > 1:
             say("kept the fastest: " + ", ".join(f"{r.variant} {s.tokens_per_s:.1f} tok/s" for r, s in good))
-        return best
+        return records.get(best.key) or best  # as recorded, with this machine's smoke result
 
 
 def describe(rec: BuildRecord, fingerprint: str) -> str:

@@ -210,17 +210,24 @@ def _oom_phase(events: Sequence[LoadEvent]) -> str:
     return " loading the weights"
 
 
+def _host_buffer(device: str) -> bool:
+    return device.upper().startswith("CPU") or device.upper() == "AMX"
+
+
 def placement(spec: EngineSpec, events: Sequence[LoadEvent]) -> str | None:
     """For a loaded engine: where the weights really went, when that differs from what was asked.
 
     A CPU-only llama-server accepts ``-ngl 999`` and silently keeps everything in RAM; on a discrete
     GPU box that is the difference between 600 and 30 tokens/s, so say it out loud.
     """
-    if spec.n_gpu_layers <= 0 or not any(e.phase == "model_buffer" for e in events):
+    buffers = [e for e in events if e.phase == "model_buffer"]
+    if spec.n_gpu_layers <= 0 or not buffers:
         return None
     offload = [e for e in events if e.phase == "offload"]
     on_gpu = offload[-1].detail.get("offloaded", 0) if offload else 0
-    if on_gpu == 0:
+    # A runtime-dispatch build says "offloaded 31/31 layers to GPU" with no GPU at all: the weights'
+    # buffers tell where they really are (CPU, CPU_Mapped, CPU_REPACK, AMX are all system RAM).
+    if on_gpu == 0 or all(_host_buffer(e.device) for e in buffers):
         why = (
             "it found no usable GPU"
             if any(e.phase == "warning" and e.detail.get("kind") == "no_gpu" for e in events)

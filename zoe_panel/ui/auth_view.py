@@ -6,7 +6,7 @@ import time
 
 import streamlit as st
 
-from zoe_panel.auth import is_loopback, password_hash
+from zoe_panel.auth import LockedOut, is_loopback, password_hash
 from zoe_panel.errors import AuthError
 from zoe_panel.runtime import Runtime, get_runtime
 from zoe_panel.ui.widgets import md
@@ -97,7 +97,7 @@ def login_page() -> None:
     try:
         ok, left = rt.login_limiter.sign_in(client, hashed, password)
     except AuthError as e:
-        audit(rt, "login", "refused", detail=str(e)[:200])
+        audit(rt, "login", "locked out" if isinstance(e, LockedOut) else "refused", detail=str(e)[:200])
         st.error(md(e, inline=False))
         return
     if ok:
