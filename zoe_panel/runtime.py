@@ -252,6 +252,7 @@ class Runtime:
             flavor=self.settings.flavor,
             api_key=engine_api_key(self.settings),
             alias=path.stem,
+            n_predict=self.settings.default_max_tokens,
         )
         return replace(spec, **overrides) if overrides else spec
 

@@ -51,6 +51,7 @@ class Settings:
     engine_host: str = "127.0.0.1"
     engine_port: int = 8088
     engine_api_key: str = ""
+    default_max_tokens: int = 512  # the engine's cap for requests that set no max_tokens (0 = none)
     stop_timeout_s: float = 10.0
     start_timeout_s: float = 600.0
     restart_policy: str = "no"
@@ -154,6 +155,7 @@ def validate(s: Settings) -> Settings:
         (s.session_timeout_s > 0, "session_timeout_s must be > 0 (seconds of inactivity before sign-out)"),
         (s.disk_margin_bytes >= 0, "disk_margin_bytes must be >= 0"),
         (s.upload_max_mb >= 0, "upload_max_mb must be >= 0"),
+        (0 <= s.default_max_tokens <= 1_048_576, "default_max_tokens must be 0..1048576 (0 = no cap)"),
         (_valid_networks(s.trusted_proxies), "trusted_proxies must be IP addresses or networks, comma-separated"),
         (" " not in s.engine_host and s.engine_host != "", "engine_host must be an address"),
     ]

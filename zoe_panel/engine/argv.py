@@ -269,6 +269,8 @@ def llama_server_argv(binary: str, spec: EngineSpec, caps: Capabilities | None =
         argv.append("--swa-full")
     if spec.alias:
         argv += ["-a", spec.alias]
+    if spec.n_predict:
+        argv += ["-n", str(spec.n_predict)]
     # -lv 4 prints the model/KV/compute buffer lines the load timeline is built from.
     if caps.has_verbosity:
         argv += ["-lv", "4"]

@@ -56,6 +56,9 @@ class EngineSpec:
     batch: int = 2048
     threads: int = 0  # 0 = the engine's default
     swa_full: bool = False
+    # Tokens generated for a request that sets no max_tokens (llama-server -n); 0 = no cap. A client
+    # that sends none, then gives up, would otherwise hold a slot until the context is full.
+    n_predict: int = 512
     host: str = "127.0.0.1"
     port: int = 8088
     flavor: str = "llama-server"
@@ -115,6 +118,8 @@ def validate_spec(spec: EngineSpec) -> None:
         problems.append("batch and ubatch must be 1..65536")
     if not 0 <= spec.threads <= 1024:
         problems.append(f"threads {spec.threads} is out of range (0..1024, 0 = default)")
+    if not 0 <= spec.n_predict <= 1_048_576:
+        problems.append(f"generation cap {spec.n_predict} is out of range (0..1048576, 0 = none)")
     if not 1 <= spec.port <= 65535:
         problems.append(f"port {spec.port} is out of range (1..65535)")
     if spec.flavor not in ("llama-server", "llama-cpp-python"):
