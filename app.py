@@ -39,7 +39,7 @@ follow_deep_link(pages)
 @st.fragment(run_every=2.0)
 def engine_badge() -> None:
     st.caption("Engine")
-    st.markdown(state_line(rt.controller.status()))
+    st.markdown(state_line(rt.engine.status()))
 
 
 once_notice(rt.history.notice)

@@ -112,8 +112,8 @@ def main(smoke: bool = False) -> Table:
     pairs = 2 if smoke else 40
     max_tokens = 16 if smoke else 64
     rt = scratch_runtime()
-    rt.start_engine(rt.default_spec(SMOL, ctx=2048, parallel=1))
-    st = rt.wait_ready(60)
+    rt.engine.start(rt.default_spec(SMOL, ctx=2048, parallel=1))
+    st = rt.engine.wait(60, on_poll=rt.recording())
     panel = rt.chat_client()
     key = st.spec.api_key if st.spec else ""
     raw = httpx.Client(base_url=st.base_url or "", timeout=120, headers={"Authorization": f"Bearer {key}"})
@@ -133,7 +133,7 @@ def main(smoke: bool = False) -> Table:
             diffs.append(got["p"][0] - got["r"][0])
     finally:
         raw.close()
-        rt.controller.stop()
+        rt.engine.stop()
         rt.close()
     t = Table(
         f"1. Chat path overhead: panel client vs raw httpx ({pairs} interleaved pairs, SmolLM2, {max_tokens} tokens)",

@@ -95,8 +95,8 @@ def main(smoke: bool = False) -> Table:
     # the panel's exact command launched by hand: it separates the panel's choice of flags from
     # what its supervision (a Python process reading the log) costs.
     spec = rt.default_spec(SMOL, ctx=2048)  # the panel's defaults: 4 slots, unified KV, -fa auto
-    rt.start_engine(spec)
-    st = rt.wait_ready(60)
+    rt.engine.start(spec)
+    st = rt.engine.wait(60, on_poll=rt.recording())
     port, flags_port = free_port(), free_port()
     caps = capabilities(binary, rt.settings.state_dir / "binaries.json")
     flags_cmd = llama_server_argv(binary, replace(spec, port=flags_port), caps)
@@ -121,13 +121,13 @@ def main(smoke: bool = False) -> Table:
         for proc in procs:
             proc.terminate()
             proc.wait(30)
-        rt.controller.stop()
-    rt.start_engine(rt.default_spec(SMOL, ctx=2048, flavor="llama-cpp-python", parallel=1))
-    st = rt.wait_ready(120)
+        rt.engine.stop()
+    rt.engine.start(rt.default_spec(SMOL, ctx=2048, flavor="llama-cpp-python", parallel=1))
+    st = rt.engine.wait(120, on_poll=rt.recording())
     g, p = measure(st.base_url or "", per_block, max_tokens, key=st.spec.api_key if st.spec else "")
     res["python"][0].extend(g)
     res["python"][1].extend(p)
-    rt.controller.stop()
+    rt.engine.stop()
     rt.close()
     tg = {k: median(v[0]) for k, v in res.items()}
     pp = {k: median(v[1]) for k, v in res.items()}

@@ -17,12 +17,12 @@ from zoe_panel.engine.logfile import parse_stamped
 def panel_start(rt) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     spec = rt.default_spec(SMOL, ctx=2048)
     t0 = time.time()
-    rt.start_engine(spec)
-    rt.wait_ready(60)
+    rt.engine.start(spec)
+    rt.engine.wait(60, on_poll=rt.recording())
     seen = time.time()
-    listen = next((ln.t for ln in map(parse_stamped, rt.controller.logs(400)) if "listening on" in ln.text), None)
-    argv = json.loads(rt.process_engine.meta_file.read_text())["argv"]  # same args for the baseline
-    rt.controller.stop()
+    listen = next((ln.t for ln in map(parse_stamped, rt.engine.logs(400)) if "listening on" in ln.text), None)
+    argv = json.loads(rt.engine.backends["process"].meta_file.read_text())["argv"]  # same args for the baseline
+    rt.engine.stop()
     return seen - t0, (seen - listen) if listen else float("nan"), argv
 
 
@@ -56,13 +56,13 @@ def docker_starts(n: int) -> list[float]:
     rt = scratch_runtime(ZOE_DOCKER_IMAGE="zoe-panel/llama-server:local", ZOE_DOCKER_GPU="none")
     out = []
     try:
-        rt.docker_engine.images.inspect("zoe-panel/llama-server:local")
+        rt.engine.docker.images.inspect("zoe-panel/llama-server:local")
         for _ in range(n):
             t0 = time.time()
-            rt.start_engine(rt.default_spec(SMOL, ctx=2048), backend="docker")
-            rt.wait_ready(90)
+            rt.engine.start(rt.default_spec(SMOL, ctx=2048), backend="docker")
+            rt.engine.wait(90, on_poll=rt.recording())
             out.append((time.time() - t0) * 1000)
-            rt.controller.stop()
+            rt.engine.stop()
     except Exception:
         return []
     finally:

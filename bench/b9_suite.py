@@ -26,11 +26,11 @@ def main(smoke: bool = False) -> Table:
         dict(ctx=8192, cache_type_k="q8_0", cache_type_v="q8_0"),
     ]
     for cfg in configs[: 1 if smoke else 2]:
-        rt.start_engine(rt.default_spec(SMOL, parallel=1, **cfg))
-        rt.wait_ready(60)
+        rt.engine.start(rt.default_spec(SMOL, parallel=1, **cfg))
+        rt.engine.wait(60, on_poll=rt.recording())
         for _ in range(1 if smoke else 3):
             run_suite(rt, SUITE)
-        rt.controller.stop()
+        rt.engine.stop()
     rows = compare(rt, SUITE.name)
     rt.close()
     t = Table(

@@ -46,7 +46,9 @@ def scratch_runtime(*, sampler: bool = False, **env: str) -> Runtime:
         except OSError:
             shutil.copyfile(src, home / "models" / m.filename)
     values = {"ZOE_HOME": str(home), "ZOE_ENGINE_PORT": str(free_port()), "ZOE_CACHE": str(cache), **env}
-    return Runtime(load_settings({**os.environ, **values}), sampler=sampler)
+    rt = Runtime(load_settings({**os.environ, **values}), sampler=sampler)
+    rt.start_background()
+    return rt
 
 
 def median(xs: list[float]) -> float:

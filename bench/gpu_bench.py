@@ -71,13 +71,13 @@ def memory_rows(rt: Any, model: str, contexts: list[int], out: Path) -> list[dic
         base = rt.ring.latest()
         base_gpu = base.gpu_mem_used_bytes if base and base.gpu_mem_used_bytes is not None else 0
         t0 = time.time()
-        rt.start_engine(spec)
-        st = rt.wait_ready(240)
+        rt.engine.start(spec)
+        st = rt.engine.wait(240, on_poll=rt.recording())
         ready_s = time.time() - t0
         time.sleep(3.0)  # first allocations after READY, and a few more samples
         samples = rt.ring.snapshot(since=t0 - 0.5)
-        events = rt.load_events(3000)
-        rt.controller.stop()
+        events = rt.engine.load_events(3000)
+        rt.engine.stop()
         peak_dev = max((s.gpu_mem_used_bytes or 0) for s in samples) - base_gpu
         peak_proc = max((s.engine_gpu_bytes or 0) for s in samples)
         peak_rss = max((s.engine_rss_bytes or 0) for s in samples)
@@ -148,8 +148,8 @@ def raw_stream(base: str, max_tokens: int, seed: int) -> dict[str, Any]:
 
 def throughput_rows(rt: Any, model: str, binary: str, pairs: int, max_tokens: int) -> list[dict[str, Any]]:
     spec = rt.default_spec(model, ctx=4096, parallel=1, n_gpu_layers=999, flash_attn="on")
-    rt.start_engine(spec)
-    rt.wait_ready(240)
+    rt.engine.start(spec)
+    rt.engine.wait(240, on_poll=rt.recording())
     port = free_port()
     # the hand-tuned engine: every layer on the GPU, flash attention, one slot, default batches
     raw = subprocess.Popen(
@@ -198,7 +198,7 @@ def throughput_rows(rt: Any, model: str, binary: str, pairs: int, max_tokens: in
     finally:
         raw.terminate()
         raw.wait(30)
-        rt.controller.stop()
+        rt.engine.stop()
 
     def med(rows: list[dict[str, Any]], key: str) -> float:
         return statistics.median(float(r[key]) for r in rows if r[key] is not None)
@@ -348,6 +348,8 @@ def main() -> int:
     from zoe_panel.settings import load_settings
 
     rt = Runtime(load_settings(), sampler=True)
+
+    rt.start_background()
     try:
         machine = subprocess.run(
             ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],

@@ -2,9 +2,10 @@
 
 import streamlit as st
 
+from zoe_panel.engine import flavors
 from zoe_panel.engine.base import CACHE_TYPES, FLASH_ATTN
+from zoe_panel.models.fit import Verdict
 from zoe_panel.runtime import get_runtime
-from zoe_panel.settings import FLAVORS
 from zoe_panel.ui.boot import guard
 from zoe_panel.ui.docker_view import backend_panel, export_panel
 from zoe_panel.ui.engine_view import (
@@ -32,7 +33,7 @@ init_form(rt, [e.name for e in models])
 c1, c2, c3 = st.columns(3)
 with c1:
     st.selectbox("Model", [e.name for e in models], key="engine-model", on_change=apply_preset, args=(rt,))
-    st.selectbox("Flavour", FLAVORS, key="engine-flavor")
+    st.selectbox("Flavour", flavors.names(), key="engine-flavor")
 with c2:
     st.number_input("Context size (tokens)", 256, 4_194_304, step=256, key="engine-ctx")
     st.number_input("GPU layers (999 = all)", 0, 999, key="engine-ngl")
@@ -57,7 +58,7 @@ arch = next((e.info.architecture for e in models if e.name == st.session_state.g
 backend = backend_panel(rt, arch)
 verdict = estimate_panel(rt, st.session_state)
 anyway = True
-if verdict == "will not fit":
+if verdict == Verdict.WONT_FIT:
     anyway = st.checkbox("Start anyway (predicted not to fit)", key="engine-start-anyway")
 
 b1, b2, b3, _ = st.columns([1, 1, 1.4, 3])

@@ -122,11 +122,12 @@ def engine_runtime(settings: Settings, *, sampler: bool = False, engine: bool = 
     if engine:
         require_llama_server(settings)
     rt = Runtime(settings, sampler=sampler)
+    rt.start_background()  # the sampler (when asked for) and restore, as the panel process does
     try:
         yield rt
     finally:
         try:
-            rt.controller.stop(timeout_s=5)
+            rt.engine.stop(timeout_s=5)
         except Exception:
             pass
         rt.close()

@@ -11,14 +11,15 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from zoe_panel.engine import defaults, flavors
 from zoe_panel.engine.base import CACHE_TYPES
 from zoe_panel.errors import ZoePanelError
+from zoe_panel.models.fit import Verdict
 from zoe_panel.runtime import Runtime
-from zoe_panel.settings import BACKENDS, FLAVORS, load_settings
+from zoe_panel.settings import BACKENDS, load_settings
 
 Handler = Callable[[Runtime, argparse.Namespace], Any]
 COMMANDS: dict[str, Handler] = {}
@@ -88,15 +89,12 @@ def cmd_start(rt: Runtime, args: argparse.Namespace) -> int:
     if args.kv_unified is not None:
         overrides["kv_unified"] = args.kv_unified
     spec = rt.default_spec(args.model, **overrides)
-    if args.flavor == "llama-cpp-python":
-        spec = replace(spec, parallel=1)
     if args.image:
         rt = Runtime(rt.settings.replace(docker_image=args.image), sampler=False)
     t0 = time.monotonic()
-    status = rt.start_engine(spec, backend=args.backend)
-    rt.history.audit("start", "ok", client="cli", target=spec.model_name, detail=f"ctx {spec.ctx} {status.backend}")
+    status = rt.engine.start(spec, backend=args.backend, client="cli")
     if args.wait:
-        status = rt.wait_ready(args.wait)
+        status = rt.engine.wait(args.wait, on_poll=rt.recording())
     data = status.to_json()
     data["start_to_ready_s"] = round(time.monotonic() - t0, 3) if args.wait else None
     text = f"engine {data['state'].upper()} at {data['base_url']} ({data['model']}, pid {data['pid']})"
@@ -130,20 +128,19 @@ def exposure_note(spec: Any) -> dict[str, Any]:
 
 @command("stop")
 def cmd_stop(rt: Runtime, args: argparse.Namespace) -> int:
-    status = rt.controller.stop()
-    rt.history.audit("stop", "ok", client="cli")
+    status = rt.engine.stop(client="cli")
     _emit(args, status.to_json(), f"engine {status.state.value}")
     return 0
 
 
 @command("status")
 def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
-    status = rt.controller.status(max_age_s=0)
+    status = rt.engine.status(max_age_s=0)
     data = status.to_json()
-    diagnosis = rt.diagnose(status)
+    diagnosis = rt.engine.diagnose(status)
     data["diagnosis"] = diagnosis.text() if diagnosis else None
-    data["placement"] = rt.placement_note(status)
-    data["engine_build"] = rt.engine_version(status.spec) if status.spec else None
+    data["placement"] = rt.engine.placement(status)
+    data["engine_build"] = rt.engine.version(status.spec) if status.spec else None
     text = f"engine {data['state'].upper()}"
     if status.spec:
         text += f" {data['model']} at {data['base_url']} ({data['backend']}/{data['flavor']}, pid {data['pid']})"
@@ -234,7 +231,7 @@ def cmd_demo_model(rt: Runtime, args: argparse.Namespace) -> int:
 def cmd_estimate(rt: Runtime, args: argparse.Namespace) -> int:
     # Flags mean what llama-server's mean: no -np = automatic 4 slots sharing a unified cache;
     # an explicit -np N splits the context unless -kvu is given too.
-    parallel = args.parallel if args.parallel is not None else 4
+    parallel = args.parallel if args.parallel is not None else defaults.PARALLEL
     unified = args.kv_unified if args.kv_unified is not None else args.parallel is None
     overrides: dict[str, Any] = {
         "ctx": args.ctx,
@@ -277,7 +274,7 @@ def cmd_estimate(rt: Runtime, args: argparse.Namespace) -> int:
     lines += [f"  note: {n}" for n in est.notes]
     lines += ["  largest context: " + ", ".join(f"{k} {v}" for k, v in data["max_context"].items())]
     _emit(args, data, "\n".join(lines))
-    return 0 if est.verdict != "will not fit" else 3
+    return 0 if est.verdict != Verdict.WONT_FIT else 3
 
 
 @command("runs")
@@ -299,16 +296,16 @@ def cmd_runs(rt: Runtime, args: argparse.Namespace) -> int:
 
 @command("jetson-check")
 def cmd_jetson_check(rt: Runtime, args: argparse.Namespace) -> int:
-    from zoe_panel.jetson_check import jetson_check
+    from zoe_panel.board_check import jetson_check
 
-    report = jetson_check(rt.settings)
+    report = jetson_check(rt.settings, rt.engine.docker)
     _emit(args, {"facts": report.facts, "fixes": report.fixes, "ok": report.ok}, report.text())
     return 0 if report.ok else 4
 
 
 @command("pull")
 def cmd_pull(rt: Runtime, args: argparse.Namespace) -> int:
-    image = args.image or rt.docker_engine.image_ref()
+    image = args.image or rt.engine.docker.image_ref()
     last = [-1]
 
     def show(p: object) -> None:
@@ -317,17 +314,15 @@ def cmd_pull(rt: Runtime, args: argparse.Namespace) -> int:
             print(f"\r{image}: {pct:3d}% {getattr(p, 'status', '')[:40]:<40}", end="", flush=True)
             last[0] = pct
 
-    info = rt.docker_engine.images.pull(image, show)
+    info = rt.engine.docker.images.pull(image, show)
     _emit(args, {"image": image, "id": info.id, "size_bytes": info.size_bytes}, f"\npulled {image} ({info.id[:19]})")
     return 0
 
 
 @command("export")
 def cmd_export(rt: Runtime, args: argparse.Namespace) -> int:
-    from zoe_panel.engine import export
-
     spec = rt.default_spec(args.model, ctx=args.ctx)
-    data = export.exports(rt, spec, image=args.image)
+    data = rt.engine.exports(spec, image=args.image)
     _emit(
         args, data, f"# native\n{data['native']}\n\n# docker run\n{data['docker_run']}\n\n# compose\n{data['compose']}"
     )
@@ -353,7 +348,7 @@ def cmd_delete(rt: Runtime, args: argparse.Namespace) -> int:
     if not args.yes:
         print(f"this deletes {args.model}; run again with --yes to confirm", file=sys.stderr)
         return 2
-    st = rt.controller.status()
+    st = rt.engine.status()
     removed = delete(rt.store, args.model, in_use=st.spec.model if st.spec and st.state.is_running else None)
     rt.history.audit("delete", "ok", client="cli", target=args.model)
     _emit(args, {"deleted": [str(p) for p in removed]}, "deleted " + ", ".join(p.name for p in removed))
@@ -455,7 +450,7 @@ def cmd_suite(rt: Runtime, args: argparse.Namespace) -> int:
     passed = [r["passed"] for r in rows if r["passed"] is not None]
     summary = {
         "suite": args.name,
-        "run_id": rt.controller.status().run_id,
+        "run_id": rt.engine.status().run_id,
         "results": rows,
         "passed": sum(passed),
         "judged": len(passed),
@@ -505,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cache-type", choices=CACHE_TYPES)
     s.add_argument("--parallel", type=int)
     s.add_argument("--threads", type=int)
-    s.add_argument("--flavor", choices=FLAVORS)
+    s.add_argument("--flavor", choices=flavors.names())
     s.add_argument("--host")
     s.add_argument("--port", type=int)
     s.add_argument("--backend", choices=BACKENDS, help="auto: Docker on a Jetson with the image present")
@@ -535,11 +530,11 @@ def build_parser() -> argparse.ArgumentParser:
     g = s.add_mutually_exclusive_group()
     g.add_argument("--kv-unified", dest="kv_unified", action="store_true", default=None)
     g.add_argument("--no-kv-unified", dest="kv_unified", action="store_false")
-    s.add_argument("--ubatch", type=int, default=512)
+    s.add_argument("--ubatch", type=int, default=defaults.UBATCH)
     s.add_argument("--swa-full", action="store_true")
     s.add_argument("--flash-attn", choices=("on", "off", "auto"))
     s.add_argument("--ngl", type=int)
-    s.add_argument("--flavor", choices=FLAVORS)
+    s.add_argument("--flavor", choices=flavors.names())
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("runs", help="recorded engine runs")

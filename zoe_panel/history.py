@@ -14,6 +14,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -162,16 +163,16 @@ class History:
             args.append(v)
         self._exec(f"UPDATE runs SET {', '.join(sets)} WHERE run_id = ?", [*args, run_id])
 
-    def run(self, run_id: str) -> dict[str, Any] | None:
+    def run(self, run_id: str) -> Run | None:
         row = self._exec("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        return _run_dict(row) if row else None
+        return _run_of(row) if row else None
 
-    def runs(self, *, model: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+    def runs(self, *, model: str | None = None, limit: int = 500) -> list[Run]:
         if model:
             rows = self._exec("SELECT * FROM runs WHERE model = ? ORDER BY started_at DESC LIMIT ?", (model, limit))
         else:
             rows = self._exec("SELECT * FROM runs ORDER BY started_at DESC LIMIT ?", (limit,))
-        return [_run_dict(r) for r in rows.fetchall()]
+        return [_run_of(r) for r in rows.fetchall()]
 
     # -- events and samples -------------------------------------------------------------------
     def add_events(self, run_id: str, events: Iterable[LoadEvent]) -> None:
@@ -201,12 +202,12 @@ class History:
             for r in rows
         ]
 
-    def runs_between(self, start: float, end: float) -> list[dict[str, Any]]:
+    def runs_between(self, start: float, end: float) -> list[Run]:
         rows = self._exec(
             "SELECT * FROM runs WHERE started_at <= ? AND COALESCE(ended_at, ?) >= ? ORDER BY started_at",
             (end, end, start),
         ).fetchall()
-        return [_run_dict(r) for r in rows]
+        return [_run_of(r) for r in rows]
 
     def add_samples(self, samples: Iterable[Sample], run_id: str | None = None) -> None:
         self._many(
@@ -298,9 +299,45 @@ def _move_aside(path: Path) -> Path:
     return kept
 
 
-def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Run:
+    """One engine run as History keeps it: what was asked, predicted, reported and measured."""
+
+    run_id: str
+    started_at: float | None = None
+    ready_at: float | None = None
+    ended_at: float | None = None
+    outcome: str = "running"  # running | ready | failed | stopped
+    model: str | None = None
+    model_path: str | None = None
+    model_size_bytes: int | None = None
+    backend: str | None = None
+    flavor: str | None = None
+    engine_version: str | None = None
+    spec: dict[str, Any] = field(default_factory=dict)  # the public spec (no key)
+    estimate: dict[str, Any] = field(default_factory=dict)  # Estimate.to_json() at start
+    reason: str | None = None
+    diagnosis: str | None = None
+    exit_code: int | None = None
+    restarts: int = 0
+    baseline_ram_used_bytes: int | None = None
+    baseline_gpu_bytes: int | None = None
+    peak_ram_used_bytes: int | None = None
+    peak_engine_rss_bytes: int | None = None
+    peak_gpu_bytes: int | None = None
+    time_to_ready_s: float | None = None
+
+    @property
+    def predicted_total_bytes(self) -> int | None:
+        value = self.estimate.get("total_bytes")
+        return int(value) if value is not None else None
+
+
+def _run_of(row: sqlite3.Row) -> Run:
     d = dict(row)
     for key in ("spec_json", "estimate_json"):
         raw = d.pop(key, None)
-        d[key.removesuffix("_json")] = json.loads(raw) if raw else None
-    return d
+        d[key.removesuffix("_json")] = json.loads(raw) if raw else {}
+    d["restarts"] = d.get("restarts") or 0
+    d["outcome"] = d.get("outcome") or "running"
+    return Run(**d)

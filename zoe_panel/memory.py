@@ -9,12 +9,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from zoe_panel.diagnosis import Diagnosis, diagnose
 from zoe_panel.engine.base import EngineSpec, EngineStatus
-from zoe_panel.engine.diagnose import Diagnosis, diagnose
 from zoe_panel.engine.loadlog import LoadEvent
 from zoe_panel.engine.oomcheck import OomEvidence
 from zoe_panel.engine.oomcheck import evidence as oom_evidence
-from zoe_panel.history import History
+from zoe_panel.history import History, Run
 from zoe_panel.models.fit import Estimate, MemoryBudget, estimate, max_context
 from zoe_panel.models.store import ModelStore
 from zoe_panel.telemetry.base import Sample
@@ -36,12 +36,11 @@ def memory_kind(
     return "cpu"
 
 
-def measured_bytes(run: dict[str, Any]) -> int | None:
+def measured_bytes(run: Run) -> int | None:
     """What a past run really took: the engine's RSS plus what it added on the GPU."""
-    rss = run.get("peak_engine_rss_bytes")
-    if not rss:
+    if not run.peak_engine_rss_bytes:
         return None
-    return int(rss) + int(run.get("peak_gpu_bytes") or 0)
+    return int(run.peak_engine_rss_bytes) + int(run.peak_gpu_bytes or 0)
 
 
 class MemoryAdvisor:
@@ -79,8 +78,8 @@ class MemoryAdvisor:
         ratios = []
         for run in self.history.runs(model=model_name, limit=50):
             measured = measured_bytes(run)
-            predicted = (run.get("estimate") or {}).get("total_bytes")
-            if measured and predicted and run.get("outcome") in ("ready", "stopped"):
+            predicted = run.predicted_total_bytes
+            if measured and predicted and run.outcome in ("ready", "stopped"):
                 ratios.append(measured / predicted)
         if not ratios:
             return {}

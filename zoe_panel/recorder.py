@@ -120,13 +120,13 @@ class RunRecorder:
             # Seen before (by another panel or CLI process): carry on where it left off.
             run.last_log_t = self.history.last_event_t(run.run_id)
             run.events = self.history.events(run.run_id)
-            run.ready_at = existing.get("ready_at")
-            run.ended = existing.get("outcome") in ("failed", "stopped")
+            run.ready_at = existing.ready_at
+            run.ended = existing.outcome in ("failed", "stopped")
         fields: dict[str, object] = {"started_at": run.started_at, "backend": status.backend}
         if status.spec is not None and existing is None:
             fields.update(model=status.spec.model_name, model_path=status.spec.model, flavor=status.spec.flavor)
             fields.update(self.describe(status.spec))
-        if baseline is not None and (existing is None or existing.get("baseline_ram_used_bytes") is None):
+        if baseline is not None and (existing is None or existing.baseline_ram_used_bytes is None):
             fields["baseline_ram_used_bytes"] = baseline.ram_used_bytes
             if baseline.gpu_mem_used_bytes is not None:
                 fields["baseline_gpu_bytes"] = baseline.gpu_mem_used_bytes
@@ -182,7 +182,7 @@ class RunRecorder:
             self.history.upsert_run(run.run_id, outcome="running", restarts=status.restarts)
         elif state == EngineState.FAILED and run.state != EngineState.FAILED:
             self._harvest_log(run)
-            restarting = "restarting" in status.reason
+            restarting = status.restarting
             self.history.upsert_run(
                 run.run_id,
                 outcome="running" if restarting else "failed",

@@ -7,40 +7,40 @@ import io
 from typing import Any
 
 from zoe_panel.engine.loadlog import load_summary
-from zoe_panel.history import History
+from zoe_panel.history import History, Run
 from zoe_panel.memory import measured_bytes
 
 MIB = 1024 * 1024
 
 
-def run_row(history: History, run: dict[str, Any]) -> dict[str, Any]:
-    spec = run.get("spec") or {}
-    est = run.get("estimate") or {}
-    reported = load_summary(history.events(run["run_id"]))
+def run_row(history: History, run: Run) -> dict[str, Any]:
+    spec, est = run.spec, run.estimate
+    reported = load_summary(history.events(run.run_id))
     measured = measured_bytes(run)
-    predicted = est.get("total_bytes")
+    predicted = run.predicted_total_bytes
     row: dict[str, Any] = {
-        "run_id": run["run_id"],
-        "started_at": run.get("started_at"),
-        "model": run.get("model"),
-        "outcome": run.get("outcome"),
-        "flavor": run.get("flavor"),
-        "backend": run.get("backend"),
+        "run_id": run.run_id,
+        "started_at": run.started_at,
+        "model": run.model,
+        "outcome": run.outcome,
+        "flavor": run.flavor,
+        "backend": run.backend,
         "ctx": spec.get("ctx"),
         "cache": f"{spec.get('cache_type_k')}/{spec.get('cache_type_v')}" if spec else None,
         "parallel": spec.get("parallel"),
         "gpu_layers": spec.get("n_gpu_layers"),
-        "time_to_ready_s": run.get("time_to_ready_s"),
+        "time_to_ready_s": run.time_to_ready_s,
         "kv_predicted_bytes": est.get("kv_bytes"),
         "kv_reported_bytes": reported.get("kv_cache"),
         "predicted_total_bytes": predicted,
         "measured_peak_bytes": measured,
         "error_pct": round(100.0 * (measured - predicted) / predicted, 1) if measured and predicted else None,
-        "peak_ram_used_bytes": run.get("peak_ram_used_bytes"),
-        "restarts": run.get("restarts"),
-        "exit_code": run.get("exit_code"),
-        "reason": run.get("reason") or "",
-        "diagnosis": run.get("diagnosis") or "",
+        "peak_ram_used_bytes": run.peak_ram_used_bytes,
+        "restarts": run.restarts,
+        "exit_code": run.exit_code,
+        "reason": run.reason or "",
+        "diagnosis": run.diagnosis or "",
+        "engine_version": run.engine_version or "",
     }
     return row
 

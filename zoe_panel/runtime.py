@@ -1,7 +1,11 @@
 """Composition root: one Runtime per process, shared by every browser session.
 
-Pages call ``get_runtime()``; tests build their own ``Runtime`` and install it with
-``set_runtime()``. Nothing here runs at import time.
+It builds the parts and wires them together; it does nothing else. The engine's front door is
+``rt.engine`` (an :class:`~zoe_panel.engine.EngineService`); the model library is ``rt.store``;
+History, telemetry, jobs and presets are reached the same way. Nothing starts at construction: the
+panel process calls :meth:`Runtime.start_background` (the sampler thread, and bringing back an engine
+that ran when the panel went down); the CLI never does. Pages call ``get_runtime()``; tests build
+their own ``Runtime`` and install it with ``set_runtime()``.
 """
 
 from __future__ import annotations
@@ -9,6 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,15 +22,10 @@ from typing import Any
 from zoe_panel.auth import LoginLimiter
 from zoe_panel.chat import ChatClient
 from zoe_panel.engine.apikey import engine_api_key
-from zoe_panel.engine.base import Engine, EngineSpec, EngineState, EngineStatus
-from zoe_panel.engine.controller import EngineController
-from zoe_panel.engine.diagnose import Diagnosis, placement
-from zoe_panel.engine.docker import DockerEngine
-from zoe_panel.engine.loadlog import parse_lines
-from zoe_panel.engine.logfile import parse_stamped
-from zoe_panel.engine.process import ProcessEngine
+from zoe_panel.engine.base import EngineSpec, EngineState, EngineStatus
 from zoe_panel.engine.restore import DesiredEngine
-from zoe_panel.errors import EngineError, EngineNotRunning, InvalidModelError, ZoePanelError
+from zoe_panel.engine.service import EngineService
+from zoe_panel.errors import EngineNotRunning, InvalidModelError, ZoePanelError
 from zoe_panel.history import History
 from zoe_panel.jobs import Job, JobManager
 from zoe_panel.jsonfile import make_private_dir
@@ -48,18 +49,16 @@ log = logging.getLogger(__name__)
 
 class Runtime:
     def __init__(self, settings: Settings, *, sampler: bool = True) -> None:
+        """``sampler=False``: a runtime for the CLI or a test, never sampling in the background."""
         self.settings = settings
         make_private_dir(settings.home)  # history (client addresses), settings (keys): the owner's only
         make_private_dir(settings.state_dir)
         self.store = ModelStore(settings.models_path, settings.state_dir / "gguf-cache.json")
-        self.process_engine = ProcessEngine(settings)
-        self.docker_engine = DockerEngine(settings)
-        backends: dict[str, Engine] = {"process": self.process_engine, "docker": self.docker_engine}
-        self.controller = EngineController(settings, backends)
         self.history = History(settings.history_db)
         self.ring = RingBuffer(settings.ring_seconds)
         self.telemetry_notes: list[str] = []
         self.sampler: Sampler | None = None
+        self._wants_sampler = sampler
         self.memory = MemoryAdvisor(
             self.store,
             self.history,
@@ -67,14 +66,15 @@ class Runtime:
             source_name=self._source_name,
             gpu_free=self._gpu_free,
         )
+        self.engine = EngineService(settings, audit=self.history.audit, diagnoser=self.memory.diagnose)
         self.recorder = RunRecorder(
             self.history,
-            logs=self.controller.logs,
+            logs=self.engine.logs,
             describe=self._describe_run,
             diagnose=self._diagnosis_text,
             keep_days=settings.history_keep_days,
         )
-        self.controller.add_listener(self._on_engine_event)
+        self.engine.add_listener(self._on_engine_event)
         self.jobs = JobManager(on_finish=self._on_job_done)
         self.desired = DesiredEngine(settings.state_dir)
         self.login_limiter = LoginLimiter(settings.login_max_attempts, settings.login_lockout_s)
@@ -83,9 +83,12 @@ class Runtime:
         self._chat: tuple[tuple[str, str], ChatClient] | None = None
         self._chat_lock = threading.Lock()
         self._bandwidth: Bandwidth | None = None
-        if sampler:
+
+    def start_background(self) -> None:
+        """What only the panel process does: sample telemetry, and bring back a lost engine."""
+        if self._wants_sampler:
             self.start_sampler()
-            self.restore_engine()  # the panel process, not the CLI, brings a lost engine back
+            self.restore_engine()
 
     # -- telemetry ------------------------------------------------------------------------
     def start_sampler(self) -> Sampler:
@@ -97,8 +100,8 @@ class Runtime:
                 self.ring,
                 hz=self.settings.sample_hz,
                 hz_loading=self.settings.sample_hz_loading,
-                is_loading=self.controller.is_loading,
-                engine_pid=self.engine_pid,
+                is_loading=self.engine.is_loading,
+                engine_pid=self.engine.engine_pid,
             )
             self.sampler.add_listener(self._on_sample)
             self.history.prune(self.settings.history_keep_days)
@@ -115,7 +118,7 @@ class Runtime:
         return (free() if free else None), (latest.gpu_mem_total_bytes if latest else None)
 
     def _on_sample(self, sample: Sample) -> None:
-        self.recorder.observe(self.controller.status(max_age_s=0.2), sample)
+        self.recorder.observe(self.engine.status(max_age_s=0.2), sample)
 
     def _on_engine_event(self, event: str, status: EngineStatus) -> None:
         if event == "start" and self.sampler is not None:
@@ -127,19 +130,27 @@ class Runtime:
         """Bring back the engine that ran when the panel or the machine went down (setting restore_on_boot)."""
         if not self.settings.restore_on_boot:
             return None
-        return self.desired.restore(
-            self.controller,
-            lambda outcome, target, detail: self.history.audit(
-                "restore", outcome, client="panel", target=target, detail=detail
-            ),
-        )
+        return self.desired.restore(self.engine)
 
-    def engine_pid(self) -> int | None:
-        """The engine's host pid (a container's processes are host processes too)."""
-        st = self.controller.status(max_age_s=1.0)
-        return st.pid if st.state.is_running else None
+    def recording(self) -> Callable[[EngineStatus], None]:
+        """An ``on_poll`` for ``engine.wait`` in a process without the sampler thread (the CLI):
+        host samples at the loading rate, so the run is recorded whoever started it."""
+        if self.sampler is not None and self.sampler.running:
+            return lambda st: None
+        manual = Sampler(pick_source("host")[0], self.ring, engine_pid=self.engine.engine_pid)
+        period = 1.0 / self.settings.sample_hz_loading
+        next_at = [0.0]
 
-    # -- memory ---------------------------------------------------------------------------
+        def observe(st: EngineStatus) -> None:
+            if time.monotonic() >= next_at[0] or st.state != EngineState.STARTING:
+                self.recorder.observe(st, manual.sample_once())
+                next_at[0] = time.monotonic() + period
+            if st.state != EngineState.STARTING:
+                self.recorder.flush()
+
+        return observe
+
+    # -- runs -------------------------------------------------------------------------------
     def _describe_run(self, spec: EngineSpec) -> dict[str, Any]:
         out: dict[str, Any] = {"spec_json": json.dumps(spec.public_json())}
         try:
@@ -147,46 +158,8 @@ class Runtime:
             out["model_size_bytes"] = self.store.info(Path(spec.model)).file_size_bytes
         except Exception as e:  # noqa: BLE001 - a model that vanished still gets a run row
             log.warning("no estimate for run: %s", e)
-        out["engine_version"] = self.engine_version(spec)
+        out["engine_version"] = self.engine.version(spec)
         return out
-
-    def engine_version(self, spec: EngineSpec) -> str:
-        """'0.5.0-dev (build 1, 0c1e570)' for the binary or image this spec runs on."""
-        try:
-            if spec.flavor == "llama-cpp-python":
-                import importlib.metadata
-
-                from zoe_panel.engine.binary import python_build
-
-                build = python_build(self.settings)
-                version = importlib.metadata.version("llama_cpp_python")
-                return f"llama-cpp-python {version}" + (f", {build}" if build else "")
-            state = self.docker_engine._state()
-            if self.controller.status().backend == "docker" and state.get("engine_version"):
-                return f"{state['engine_version']} (build {state.get('engine_build')}, image {state.get('image')})"
-            from zoe_panel.engine.binary import build_of, capabilities, find_llama_server
-
-            binary = find_llama_server(self.settings)
-            caps = capabilities(binary, self.settings.state_dir / "binaries.json")
-            build = build_of(self.settings, binary)
-            return f"{caps.version} (build {caps.build}, {caps.commit})" + (f", {build}" if build else "")
-        except Exception:  # noqa: BLE001 - the version is information, not a requirement
-            return ""
-
-    def load_events(self, tail: int = 600) -> list[Any]:
-        return parse_lines((ln.t, ln.text) for ln in map(parse_stamped, self.controller.logs(tail)))
-
-    def diagnose(self, status: EngineStatus) -> Diagnosis | None:
-        if status.state not in (EngineState.FAILED, EngineState.UNHEALTHY):
-            return None
-        version = self.engine_version(status.spec) if status.spec is not None else ""
-        return self.memory.diagnose(status, self.load_events(), engine_version=version)
-
-    def placement_note(self, status: EngineStatus) -> str | None:
-        """Where the weights went, when it is not what the spec asked (READY engines only)."""
-        if status.state != EngineState.READY or status.spec is None:
-            return None
-        return placement(status.spec, self.load_events())
 
     def _diagnosis_text(self, status: EngineStatus, events: list[Any]) -> str:
         d = self.memory.diagnose(status, events)
@@ -238,7 +211,7 @@ class Runtime:
         best = self.memory.max_contexts(spec).get("f16", 4096)
         return Preset(ctx=max(256, min(best, 4_194_304)))
 
-    # -- engine ---------------------------------------------------------------------------
+    # -- specs ------------------------------------------------------------------------------
     def default_spec(self, model: str, **overrides: Any) -> EngineSpec:
         """A spec for a model name in the store, with the panel's defaults and settings."""
         path = self.store.resolve(model)
@@ -256,54 +229,7 @@ class Runtime:
         )
         return replace(spec, **overrides) if overrides else spec
 
-    def choose_backend(self, requested: str | None = None) -> str:
-        """auto = Docker on a Jetson whose daemon answers and whose engine image is here; else the
-        native process."""
-        choice = requested or self.settings.backend
-        if choice != "auto":
-            return choice
-        if not self.settings.tegra_release.exists():
-            return "process"
-        try:
-            self.docker_engine.images.inspect(self.docker_engine.image_ref())
-        except EngineError:
-            return "process"
-        return "docker"
-
-    def start_engine(self, spec: EngineSpec, *, backend: str | None = None) -> EngineStatus:
-        return self.controller.start(spec, backend=self.choose_backend(backend))
-
-    def wait_ready(self, timeout_s: float) -> EngineStatus:
-        """Poll at the loading rate until READY, recording the run as the panel would (the CLI has
-        no sampler thread); on failure raise EngineError with the diagnosis."""
-        import time
-
-        manual = None
-        if self.sampler is None or not self.sampler.running:
-            manual = Sampler(pick_source("host")[0], self.ring, engine_pid=self.engine_pid)
-        deadline = time.monotonic() + timeout_s
-        period = 1.0 / self.settings.sample_hz_loading
-        next_sample = 0.0
-        while True:
-            st = self.controller.status(max_age_s=0)
-            if manual is not None and (time.monotonic() >= next_sample or st.state != EngineState.STARTING):
-                self.recorder.observe(st, manual.sample_once())
-                next_sample = time.monotonic() + period
-            if st.state == EngineState.READY:
-                self.recorder.flush()
-                return st
-            failed = st.state == EngineState.FAILED and "restarting" not in st.reason
-            if failed or st.state == EngineState.STOPPED or time.monotonic() > deadline:
-                self.recorder.flush()
-                why = (
-                    f"engine {st.state.value}: {st.reason}"
-                    if failed or st.state == EngineState.STOPPED
-                    else (f"engine not READY after {timeout_s:.0f} s (state {st.state.value})")
-                )
-                d = self.diagnose(st)
-                raise EngineError(why + (f"\n{d.text()}" if d else ""))
-            time.sleep(0.02)  # readiness is polled fast; samples stay at the loading rate
-
+    # -- chat -------------------------------------------------------------------------------
     def bandwidth(self) -> Bandwidth:
         """Memory bandwidth for the decode ceiling: settings, the known-device table, or measured once."""
         if self._bandwidth is None:
@@ -316,7 +242,7 @@ class Runtime:
 
     def ceiling(self, stats: dict[str, Any]) -> tuple[float, Bandwidth] | None:
         """Decode tokens/s ceiling for the running engine's model and this reply's context."""
-        st = self.controller.status()
+        st = self.engine.status()
         if st.spec is None:
             return None
         try:
@@ -329,7 +255,7 @@ class Runtime:
     def chat_client(self) -> ChatClient:
         """A shared client for the READY engine; httpx.Client is thread-safe and keeps
         connections alive, which saves a TCP handshake on every reply."""
-        st = self.controller.status()
+        st = self.engine.status()
         if st.state != EngineState.READY or st.base_url is None or st.spec is None:
             raise EngineNotRunning(f"no engine is READY (state {st.state.value}); start one on the Engine page")
         key = (st.base_url, st.spec.api_key)
@@ -353,10 +279,12 @@ _lock = threading.Lock()
 
 
 def get_runtime() -> Runtime:
+    """The panel process's runtime, built and started (sampler, restore) on first use."""
     global _runtime
     with _lock:
         if _runtime is None:
             _runtime = Runtime(load_settings())
+            _runtime.start_background()
         return _runtime
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zoe_panel.engine import defaults
 from zoe_panel.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -21,7 +22,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - JetPack 6 ships Python 3.10
     import tomli as tomllib
 
-FLAVORS = ("llama-server", "llama-cpp-python")
 BACKENDS = ("auto", "process", "docker")
 TELEMETRY = ("auto", "jetson", "nvml", "host")
 RESTART_POLICIES = ("no", "on-failure")
@@ -46,10 +46,10 @@ class Settings:
     models_dir: Path | None = None  # None = home / "models"
     cache_dir: Path = field(default_factory=_default_cache)
     llama_server: str = ""  # "" = PATH, then the cached build
-    flavor: str = "llama-server"
+    flavor: str = defaults.FLAVOR
     backend: str = "auto"
     engine_host: str = "127.0.0.1"
-    engine_port: int = 8088
+    engine_port: int = defaults.PORT
     engine_api_key: str = ""
     default_max_tokens: int = 512  # the engine's cap for requests that set no max_tokens (0 = none)
     stop_timeout_s: float = 10.0
@@ -58,7 +58,7 @@ class Settings:
     restart_max: int = 3
     restore_on_boot: bool = True
     docker_image: str = ""  # "" = the table's proposal for this L4T, or the locally built image
-    docker_llama_server: str = "llama-server"  # on the image's PATH in jetson-containers images
+    docker_llama_server: str = defaults.IMAGE_BINARY
     docker_shm_size: str = "8g"
     docker_gpu: str = "auto"  # auto | runtime (--runtime nvidia) | device-requests (--gpus all) | none
     docker_runtime: str = "nvidia"
@@ -135,7 +135,7 @@ def _coerce(name: str, raw: Any) -> Any:
 def validate(s: Settings) -> Settings:
     """Check ranges and choices; raise ConfigError naming the setting and the allowed values."""
     checks: list[tuple[bool, str]] = [
-        (s.flavor in FLAVORS, f"flavor must be one of {', '.join(FLAVORS)}"),
+        (s.flavor in _flavors(), f"flavor must be one of {', '.join(_flavors())}"),
         (s.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}"),
         (s.telemetry in TELEMETRY, f"telemetry must be one of {', '.join(TELEMETRY)}"),
         (s.restart_policy in RESTART_POLICIES, "restart_policy must be 'no' or 'on-failure'"),
@@ -166,6 +166,12 @@ def validate(s: Settings) -> Settings:
 
 
 _IMAGE_RE = None
+
+
+def _flavors() -> tuple[str, ...]:
+    from zoe_panel.engine import flavors  # the registry imports nothing of settings at run time
+
+    return flavors.names()
 
 
 def _valid_networks(text: str) -> bool:

@@ -75,7 +75,7 @@ def run_suite(
     rt: Runtime, suite: Suite, progress: Callable[[int, int], None] = lambda i, n: None
 ) -> list[dict[str, Any]]:
     client = rt.chat_client()
-    status = rt.controller.status()
+    status = rt.engine.status()
     params = ChatParams(temperature=suite.temperature, max_tokens=suite.max_tokens, seed=suite.seed)
     rows = []
     for i, p in enumerate(suite.prompts):
@@ -105,7 +105,7 @@ def compare(rt: Runtime, name: str) -> list[dict[str, Any]]:
     out = []
     for run_id, rows in by_run.items():
         run = rt.history.run(run_id) if run_id else None
-        spec = (run or {}).get("spec") or {}
+        spec = run.spec if run else {}
 
         def med(key: str, rows: list[dict[str, Any]] = rows) -> float | None:
             vals = [r[key] for r in rows if r[key] is not None]
@@ -115,7 +115,7 @@ def compare(rt: Runtime, name: str) -> list[dict[str, Any]]:
         out.append(
             {
                 "run_id": run_id,
-                "model": (run or {}).get("model"),
+                "model": run.model if run else None,
                 "ctx": spec.get("ctx"),
                 "cache": spec.get("cache_type_k"),
                 "gpu_layers": spec.get("n_gpu_layers"),

@@ -53,13 +53,13 @@ class TrialResult:
 def trial_run(rt: Runtime, spec: EngineSpec, *, timeout_s: float = 120.0, settle_s: float = 0.0) -> TrialResult:
     est = rt.memory.estimate(spec, calibrated=False)
     t0 = time.monotonic()
-    rt.controller.start(spec)
+    rt.engine.start(spec, client="trial")
     ready, error, peak = False, "", 0
     try:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            st = rt.controller.status(max_age_s=0)
-            pid = rt.engine_pid()
+            st = rt.engine.status(max_age_s=0)
+            pid = rt.engine.engine_pid()
             if pid:
                 try:
                     peak = max(peak, psutil.Process(pid).memory_info().rss)
@@ -75,14 +75,14 @@ def trial_run(rt: Runtime, spec: EngineSpec, *, timeout_s: float = 120.0, settle
         seconds = time.monotonic() - t0
         end = time.monotonic() + settle_s
         while ready and time.monotonic() < end:
-            pid = rt.engine_pid()
+            pid = rt.engine.engine_pid()
             if pid:
                 peak = max(peak, psutil.Process(pid).memory_info().rss)
             time.sleep(0.05)
-        events = rt.load_events(2000)
+        events = rt.engine.load_events(2000)
     finally:
         try:
-            rt.controller.stop(timeout_s=10)
+            rt.engine.stop(timeout_s=10, client="trial")
         except EngineError:
             pass
     return TrialResult(spec, est, ready, seconds, events, peak, error)

@@ -1,4 +1,6 @@
-"""Every page through Streamlit's AppTest, starting from app.py, with a real engine behind it."""
+"""Every page through Streamlit's AppTest, starting from app.py, wired to the fake engine (a tiny
+real HTTP server registered as a flavour: tests/fake_engine.py). What the pages show of an engine
+is tested on the real llama-server in tests/integration and tests/browser."""
 
 from __future__ import annotations
 
@@ -7,12 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import require, wait_for
+from conftest import wait_for
+from fake_flavor import register_fake
 from streamlit.testing.v1 import AppTest
 
 from zoe_panel.engine.base import EngineState
-from zoe_panel.engine.binary import find_llama_server
-from zoe_panel.errors import BinaryNotFound
 from zoe_panel.runtime import Runtime, set_runtime
 
 MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -34,12 +35,15 @@ def plain(markdown: str) -> str:
 
 
 @pytest.fixture
-def rt(settings_with_model) -> Iterator[Runtime]:  # type: ignore[no-untyped-def]
-    runtime = Runtime(settings_with_model, sampler=True)
+def rt(settings_with_model, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:  # type: ignore[no-untyped-def]
+    for key, value in register_fake().items():
+        monkeypatch.setenv(key, value)
+    runtime = Runtime(settings_with_model.replace(flavor="fake"), sampler=True)
+    runtime.start_background()
     set_runtime(runtime)
     yield runtime
     try:
-        runtime.controller.stop(timeout_s=5)
+        runtime.engine.stop(timeout_s=5)
     except Exception:
         pass
     set_runtime(None)
@@ -90,19 +94,15 @@ def test_monitor_page_draws_the_chart_from_the_sampler(rt: Runtime) -> None:
 
 
 def test_engine_start_stop_and_chat(rt: Runtime) -> None:
-    try:
-        find_llama_server(rt.settings)
-    except BinaryNotFound as e:
-        require(False, str(e))
     at = app()
     assert at.selectbox(key="engine-model").value == MODEL
     at.number_input(key="engine-ctx").set_value(2048)
     at.button(key="engine-start").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    wait_for(lambda: rt.controller.status(max_age_s=0).state == EngineState.READY, 60)
+    wait_for(lambda: rt.engine.status(max_age_s=0).state == EngineState.READY, 60)
     at.run()
     assert "READY" in texts(at)
-    spec = rt.controller.status().spec
+    spec = rt.engine.status().spec
     assert spec is not None and spec.ctx == 2048 and spec.model.endswith(MODEL)
 
     at.switch_page("pages/chat.py").run()
@@ -115,7 +115,7 @@ def test_engine_start_stop_and_chat(rt: Runtime) -> None:
 
     at.switch_page("pages/engine.py").run()
     at.button(key="engine-stop").click().run()
-    assert rt.controller.status(max_age_s=0).state == EngineState.STOPPED
+    assert rt.engine.status(max_age_s=0).state == EngineState.STOPPED
     at.button(key="engine-stop").click().run()
     assert any("nothing to stop" in plain(e.value) for e in at.error)
 
@@ -158,14 +158,10 @@ def test_settings_page_saves_and_refuses(rt: Runtime) -> None:
 
 
 def test_history_page_shows_a_recorded_run(rt: Runtime) -> None:
-    try:
-        find_llama_server(rt.settings)
-    except BinaryNotFound as e:
-        require(False, str(e))
-    rt.start_engine(rt.default_spec(MODEL, ctx=1024))
-    rt.wait_ready(60)
-    wait_for(lambda: (r := rt.history.runs()) and r[0].get("peak_engine_rss_bytes"), 20)
-    rt.controller.stop()
+    rt.engine.start(rt.default_spec(MODEL, ctx=1024))
+    rt.engine.wait(60, on_poll=rt.recording())
+    wait_for(lambda: (r := rt.history.runs()) and r[0].peak_engine_rss_bytes, 20)
+    rt.engine.stop()
     at = app()
     at.switch_page("pages/history.py").run()
     assert not at.exception

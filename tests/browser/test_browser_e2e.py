@@ -56,7 +56,7 @@ def test_start_chat_watch_stop(browser, settings_with_model, zoe_home: Path) -> 
     finally:
         rt = Runtime(settings_with_model, sampler=False)
         try:
-            rt.controller.stop(timeout_s=5)
+            rt.engine.stop(timeout_s=5)
         except Exception:
             pass
 
@@ -109,8 +109,8 @@ def test_stop_mid_reply_in_the_browser(browser, settings_with_model, zoe_home: P
     from zoe_panel.engine.metrics import engine_load
 
     rt = Runtime(settings_with_model, sampler=False)
-    rt.start_engine(rt.default_spec("SmolLM2-135M-Instruct.Q4_1.gguf", ctx=4096))
-    st = rt.wait_ready(60)
+    rt.engine.start(rt.default_spec("SmolLM2-135M-Instruct.Q4_1.gguf", ctx=4096))
+    st = rt.engine.wait(60, on_poll=rt.recording())
     env = {"ZOE_HOME": str(zoe_home), "ZOE_ENGINE_PORT": os.environ["ZOE_ENGINE_PORT"]}
     try:
         with panel(free_port(), env) as url:
@@ -137,4 +137,4 @@ def test_stop_mid_reply_in_the_browser(browser, settings_with_model, zoe_home: P
             wait_for(lambda: engine_load(st.base_url or "", key).slots_busy == 0, 10)
             assert (engine_load(st.base_url or "", key).tokens_predicted_total or 0) < 2500
     finally:
-        rt.controller.stop()
+        rt.engine.stop()

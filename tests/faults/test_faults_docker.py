@@ -112,12 +112,12 @@ def own_daemon(
 def test_docker_daemon_stopped_mid_run_then_back(own_daemon, settings_with_model) -> None:  # type: ignore[no-untyped-def]
     own_daemon, procs = own_daemon
     rt = Runtime(settings_with_model.replace(docker_image=IMAGE, docker_gpu="none"), sampler=False)
-    rt.start_engine(rt.default_spec(MODEL, ctx=1024), backend="docker")
-    first = rt.wait_ready(90)
+    rt.engine.start(rt.default_spec(MODEL, ctx=1024), backend="docker")
+    first = rt.engine.wait(90, on_poll=rt.recording())
     procs[0].send_signal(signal.SIGTERM)  # the daemon stops; --live-restore keeps the container running
     procs[0].wait(60)
-    rt.docker_engine._client = None
-    down = wait_for(lambda: (s := rt.controller.status(max_age_s=0)).state == EngineState.UNHEALTHY and s, 20)
+    rt.engine.docker._client = None
+    down = wait_for(lambda: (s := rt.engine.status(max_age_s=0)).state == EngineState.UNHEALTHY and s, 20)
     cli = subprocess.run(
         [sys.executable, "-m", "zoe_panel", "status", "--json"],
         cwd=ROOT,
@@ -128,9 +128,9 @@ def test_docker_daemon_stopped_mid_run_then_back(own_daemon, settings_with_model
     cli_state = json.loads(cli.stdout)
     served = _chat_directly(first.base_url or "", first.spec.api_key if first.spec else "")
     procs.append(start_dockerd(own_daemon))
-    rt.docker_engine._client = None
-    rt.docker_engine._down_until = 0.0
-    back = wait_for(lambda: (s := rt.controller.status(max_age_s=0)).state == EngineState.READY and s, 60, 0.5)
+    rt.engine.docker._client = None
+    rt.engine.docker._down_until = 0.0
+    back = wait_for(lambda: (s := rt.engine.status(max_age_s=0)).state == EngineState.READY and s, 60, 0.5)
     ok = (
         "not reachable" in down.reason and cli_state["state"] == "unhealthy" and back.container_id == first.container_id
     )
@@ -143,8 +143,9 @@ def test_docker_daemon_stopped_mid_run_then_back(own_daemon, settings_with_model
     )
     assert ok
     panel = Runtime(rt.settings.replace(docker_image=IMAGE, docker_gpu="none"), sampler=True)  # the panel restarts
+    panel.start_background()
     try:
-        again = panel.controller.status(max_age_s=0)
+        again = panel.engine.status(max_age_s=0)
         import docker
 
         count = len(docker.from_env().containers.list(all=True, filters={"label": "zoe-panel.engine=1"}))
@@ -158,7 +159,7 @@ def test_docker_daemon_stopped_mid_run_then_back(own_daemon, settings_with_model
         assert ok2
     finally:
         panel.close()
-    rt.controller.stop()
+    rt.engine.stop()
 
 
 def _chat_directly(base: str, key: str) -> bool:

@@ -101,7 +101,7 @@ def rt(settings_with_model: Settings):  # type: ignore[no-untyped-def]
 
 
 def test_secrets_are_owner_only_and_state_folders_private(rt: Runtime) -> None:
-    st = rt.start_engine(rt.default_spec(SMOL, ctx=512), backend="process")
+    st = rt.engine.start(rt.default_spec(SMOL, ctx=512), backend="process")
     assert st.spec is not None and st.spec.api_key  # every engine gets a key
     meta = rt.settings.state_dir / "engine" / "engine.json"
     key_file = rt.settings.state_dir / "engine-api-key"
@@ -171,19 +171,19 @@ def test_settings_file_of_the_wrong_shape_is_a_message(settings_with_model: Sett
 
 
 def test_garbage_engine_json_while_the_engine_runs_still_stops_it(rt: Runtime) -> None:
-    rt.start_engine(rt.default_spec(SMOL, ctx=512), backend="process")
-    st = rt.wait_ready(120)
+    rt.engine.start(rt.default_spec(SMOL, ctx=512), backend="process")
+    st = rt.engine.wait(120, on_poll=rt.recording())
     child = st.pid
     meta = rt.settings.state_dir / "engine" / "engine.json"
     meta.write_text("}{ not json")
-    rt.controller.invalidate()
-    damaged = rt.controller.status(max_age_s=0)
+    rt.engine.invalidate()
+    damaged = rt.engine.status(max_age_s=0)
     assert damaged.state == EngineState.UNHEALTHY and "still runs" in damaged.reason
     done = cli("stop")
     assert done.returncode == 0, done.stderr
     wait_for(lambda: not _alive(child), 15)
     assert (meta.with_name("engine.json.bad")).exists()
-    assert rt.controller.status(max_age_s=0).state == EngineState.STOPPED
+    assert rt.engine.status(max_age_s=0).state == EngineState.STOPPED
     faultkit.report(
         "engine.json garbage while the engine runs (main: STOPPED, and stop impossible)",
         "UNHEALTHY with the reason; the CLI stops it",
@@ -216,8 +216,8 @@ def test_corrupt_history_is_kept_aside_and_a_new_one_started(settings_with_model
 
 # -- processes ----------------------------------------------------------------------------------
 def test_stop_never_signals_a_process_that_reused_the_engines_pid(rt: Runtime) -> None:
-    rt.start_engine(rt.default_spec(SMOL, ctx=512), backend="process")
-    st = rt.wait_ready(120)
+    rt.engine.start(rt.default_spec(SMOL, ctx=512), backend="process")
+    st = rt.engine.wait(120, on_poll=rt.recording())
     d = rt.settings.state_dir / "engine"
     meta = json.loads((d / "engine.json").read_text())
     sup = json.loads((d / "supervisor.json").read_text())
@@ -229,9 +229,9 @@ def test_stop_never_signals_a_process_that_reused_the_engines_pid(rt: Runtime) -
         sup.update(supervisor_pid=stranger.pid, child_pid=stranger.pid)
         (d / "engine.json").write_text(json.dumps(meta))
         (d / "supervisor.json").write_text(json.dumps(sup))
-        rt.controller.invalidate()
+        rt.engine.invalidate()
         try:
-            rt.controller.stop(timeout_s=2)
+            rt.engine.stop(timeout_s=2)
         except Exception:
             pass
         time.sleep(0.5)
@@ -248,11 +248,11 @@ def test_stop_never_signals_a_process_that_reused_the_engines_pid(rt: Runtime) -
 
 
 def test_sigkill_with_ample_memory_is_not_blamed_on_the_oom_killer(rt: Runtime) -> None:
-    rt.start_engine(rt.default_spec(SMOL, ctx=512), backend="process")
-    st = rt.wait_ready(120)
+    rt.engine.start(rt.default_spec(SMOL, ctx=512), backend="process")
+    st = rt.engine.wait(120, on_poll=rt.recording())
     os.kill(st.pid or 0, signal.SIGKILL)
-    failed = wait_for(lambda: (s := rt.controller.status(max_age_s=0)).state == EngineState.FAILED and s, 20)
-    d = rt.diagnose(failed)
+    failed = wait_for(lambda: (s := rt.engine.status(max_age_s=0)).state == EngineState.FAILED and s, 20)
+    d = rt.engine.diagnose(failed)
     assert d is not None and d.kind == "killed" and "not for lack of memory" in d.title
     faultkit.report(
         "kill -9 of the engine with memory ample (main: blamed the OOM killer)",
@@ -264,8 +264,8 @@ def test_sigkill_with_ample_memory_is_not_blamed_on_the_oom_killer(rt: Runtime) 
 
 # -- the engine on the network -------------------------------------------------------------------
 def test_the_default_engine_refuses_cross_origin_pages(rt: Runtime) -> None:
-    rt.start_engine(rt.default_spec(SMOL, ctx=512), backend="process")
-    st = rt.wait_ready(120)
+    rt.engine.start(rt.default_spec(SMOL, ctx=512), backend="process")
+    st = rt.engine.wait(120, on_poll=rt.recording())
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
     evil = {"Origin": "http://evil.example"}
     r = httpx.post(f"{st.base_url}/v1/chat/completions", json=body, headers=evil, timeout=30)

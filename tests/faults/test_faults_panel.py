@@ -52,7 +52,7 @@ def test_panel_killed_and_restarted_reattaches(rt: Runtime, browser, zoe_home: P
         page.goto(url)
         page.locator(".st-key-engine-start button").click()
         page.locator(".st-key-engine-state").get_by_text("READY").wait_for()
-        first = rt.controller.status(max_age_s=0)
+        first = rt.engine.status(max_age_s=0)
         streamlit = [
             p
             for p in psutil.process_iter(["cmdline"])
@@ -61,13 +61,13 @@ def test_panel_killed_and_restarted_reattaches(rt: Runtime, browser, zoe_home: P
         for p in streamlit:
             p.send_signal(signal.SIGKILL)  # the panel dies hard, the engine must not
     time.sleep(1.0)
-    alive = rt.controller.status(max_age_s=0)
+    alive = rt.engine.status(max_age_s=0)
     with panel(free_port(), env_for(zoe_home)) as url:
         page = browser.new_page()
         page.set_default_timeout(60_000)
         page.goto(url)
         page.locator(".st-key-engine-state").get_by_text("READY").wait_for()
-        again = rt.controller.status(max_age_s=0)
+        again = rt.engine.status(max_age_s=0)
         count = len(engines(zoe_home))
     ok = alive.state == EngineState.READY and again.pid == first.pid and count == 1 and bool(streamlit)
     report(
@@ -98,10 +98,10 @@ def test_two_sessions_press_start_together(rt: Runtime, browser, zoe_home: Path)
             # both clicks go out before either answer comes back
             pages[0].evaluate("document.querySelector('.st-key-engine-start button').click()")
             pages[1].evaluate("document.querySelector('.st-key-engine-start button').click()")
-            wait_for(lambda: rt.controller.status(max_age_s=0).state == EngineState.READY, 60)
+            wait_for(lambda: rt.engine.status(max_age_s=0).state == EngineState.READY, 60)
             time.sleep(0.5)  # a second engine, if any, would be up by now
             results.append(len(engines(zoe_home)))
-            rt.controller.stop()
+            rt.engine.stop()
             wait_for(lambda: not engines(zoe_home), 20)
     ok = results == [1] * rounds
     report(
@@ -147,7 +147,7 @@ def test_login_gate_on_all_interfaces(rt: Runtime, browser, zoe_home: Path) -> N
         other.goto(url + "/engine")
         other.get_by_role("heading", name="Sign in to Zoe Panel").wait_for()
         no_action = other.locator(".st-key-engine-start").count() == 0
-        state = rt.controller.status(max_age_s=0).state
+        state = rt.engine.status(max_age_s=0).state
         audit = [r["action"] + ":" + r["outcome"] for r in rt.history.audit_log(10)]
     observed.append(
         f"password set: sign-in first (controls hidden: {hidden}); 3 wrong → lockout, even the right "
@@ -166,8 +166,8 @@ def test_login_gate_on_all_interfaces(rt: Runtime, browser, zoe_home: Path) -> N
 
 def test_load_eight_streams_and_a_10hz_sampler(rt: Runtime, browser, zoe_home: Path) -> None:  # type: ignore[no-untyped-def]
     seconds = 120 if FULL else 15
-    rt.start_engine(rt.default_spec(MODEL, ctx=8192, parallel=8))
-    st = rt.wait_ready(60)
+    rt.engine.start(rt.default_spec(MODEL, ctx=8192, parallel=8))
+    st = rt.engine.wait(60, on_poll=rt.recording())
     stop = threading.Event()
     done = [0]
     per_worker: dict[str, int] = {}

@@ -35,8 +35,8 @@ def rt(settings_with_model) -> Iterator[Runtime]:  # type: ignore[no-untyped-def
 
 
 def test_stop_mid_reply_stops_generation_on_the_engine(rt: Runtime) -> None:
-    rt.start_engine(rt.default_spec(MODEL, ctx=2048, parallel=2))
-    st = rt.wait_ready(60)
+    rt.engine.start(rt.default_spec(MODEL, ctx=2048, parallel=2))
+    st = rt.engine.wait(60, on_poll=rt.recording())
     base = st.base_url or ""
     key = st.spec.api_key if st.spec else ""
     chat = ChatSession()
@@ -56,8 +56,8 @@ def test_stop_mid_reply_stops_generation_on_the_engine(rt: Runtime) -> None:
 
 
 def test_several_clients_at_once_get_their_own_answers(rt: Runtime) -> None:
-    rt.start_engine(rt.default_spec(MODEL, ctx=4096, parallel=4))
-    st = rt.wait_ready(60)
+    rt.engine.start(rt.default_spec(MODEL, ctx=4096, parallel=4))
+    st = rt.engine.wait(60, on_poll=rt.recording())
     sessions = [ChatSession(), ChatSession()]
     sessions[0].ask("Name three colors.")
     sessions[1].ask("Count from one to ten in words.")
@@ -88,8 +88,8 @@ def test_several_clients_at_once_get_their_own_answers(rt: Runtime) -> None:
 
 
 def test_context_overflow_is_explained(rt: Runtime) -> None:
-    rt.start_engine(rt.default_spec(MODEL, ctx=512, parallel=1))
-    rt.wait_ready(60)
+    rt.engine.start(rt.default_spec(MODEL, ctx=512, parallel=1))
+    rt.engine.wait(60, on_poll=rt.recording())
     with pytest.raises(ChatError, match=r"longer than the engine's context \(\d+ prompt tokens, context 512\)"):
         rt.chat_client().complete([{"role": "user", "content": "word " * 2000}], ChatParams(max_tokens=8))
 
@@ -106,20 +106,20 @@ def test_suite_runs_are_recorded_and_compared_across_configs(rt: Runtime) -> Non
     )
     rt.history.save_suite(suite.name, suite.to_json())
     for ctx, cache in ((2048, "f16"), (4096, "q8_0")):
-        rt.start_engine(rt.default_spec(MODEL, ctx=ctx, cache_type_k=cache, cache_type_v=cache, parallel=1))
-        rt.wait_ready(60)
+        rt.engine.start(rt.default_spec(MODEL, ctx=ctx, cache_type_k=cache, cache_type_v=cache, parallel=1))
+        rt.engine.wait(60, on_poll=rt.recording())
         rows = run_suite(rt, suite)
         assert [r["passed"] for r in rows] == [True, None, False]
         assert all(r["gen_tokens_per_s"] and r["ttft_ms"] and r["peak_ram_used_bytes"] for r in rows)
-        rt.controller.stop()
+        rt.engine.stop()
     stats = rt.history.chat_stats(suite="capitals")
     assert len(stats) == 6 and len({s["run_id"] for s in stats}) == 2
     table = compare(rt, "capitals")
     assert [(r["ctx"], r["cache"]) for r in table] == [(2048, "f16"), (4096, "q8_0")]
     assert all(r["pass_rate"] == 0.5 and r["gen_tok_s"] for r in table)
     # the same through the CLI, against a fresh engine
-    rt.start_engine(rt.default_spec(MODEL, ctx=1024, parallel=1))
-    rt.wait_ready(60)
+    rt.engine.start(rt.default_spec(MODEL, ctx=1024, parallel=1))
+    rt.engine.wait(60, on_poll=rt.recording())
     out = subprocess.run(
         [sys.executable, "-m", "zoe_panel", "suite", "run", "capitals", "--json"],
         cwd=ROOT,
@@ -133,8 +133,8 @@ def test_suite_runs_are_recorded_and_compared_across_configs(rt: Runtime) -> Non
 
 
 def test_ceiling_uses_a_bandwidth_measured_once(rt: Runtime) -> None:
-    rt.start_engine(rt.default_spec(MODEL, ctx=1024))
-    rt.wait_ready(60)
+    rt.engine.start(rt.default_spec(MODEL, ctx=1024))
+    rt.engine.wait(60, on_poll=rt.recording())
     _, stats = rt.chat_client().complete([{"role": "user", "content": "hi"}], ChatParams(max_tokens=16))
     found = rt.ceiling(stats.to_json())
     assert found is not None
@@ -142,6 +142,6 @@ def test_ceiling_uses_a_bandwidth_measured_once(rt: Runtime) -> None:
     assert bw.source.startswith("measured") and bw.gbps > 1 and ceiling > (stats.gen_tokens_per_s or 0)
     saved = json.loads((rt.settings.state_dir / "bandwidth.json").read_text())
     assert saved["gbps"] == bw.gbps
-    st = rt.controller.status()
+    st = rt.engine.status()
     r = httpx.get((st.base_url or "") + "/metrics", headers={"Authorization": f"Bearer {st.spec.api_key}"})  # type: ignore[union-attr]
     assert "llamacpp:tokens_predicted_total" in r.text

@@ -25,11 +25,11 @@ from conftest import free_port, link_model, require, wait_for
 from faultkit import report
 from sim_jetson import build_board_files
 
+from zoe_panel.board_check import jetson_check
 from zoe_panel.chat import ChatParams
 from zoe_panel.engine.base import EngineState
 from zoe_panel.engine.images import ImageMissing
 from zoe_panel.errors import DockerUnavailable, DownloadError, EngineBusyError, EngineError
-from zoe_panel.jetson_check import jetson_check
 from zoe_panel.runtime import Runtime
 from zoe_panel.settings import load_settings
 
@@ -90,8 +90,8 @@ def labelled(client) -> list:  # type: ignore[no-untyped-def]
 
 
 def test_container_start_chat_stop(rt: Runtime, client) -> None:  # type: ignore[no-untyped-def]
-    rt.start_engine(rt.default_spec(MODEL, ctx=2048), backend="docker")
-    st = rt.wait_ready(90)
+    rt.engine.start(rt.default_spec(MODEL, ctx=2048), backend="docker")
+    st = rt.engine.wait(90, on_poll=rt.recording())
     assert st.state == EngineState.READY and st.backend == "docker" and st.container_id
     c = client.containers.get(st.container_id)
     hc = c.attrs["HostConfig"]
@@ -101,22 +101,22 @@ def test_container_start_chat_stop(rt: Runtime, client) -> None:  # type: ignore
     assert c.attrs["Config"]["Cmd"][:3] == ["llama-server", "-m", f"/models/{MODEL}"]
     text, stats = rt.chat_client().complete([{"role": "user", "content": "Say hi."}], ChatParams(max_tokens=12))
     assert text and stats.source == "engine"
-    assert any("KV buffer size" in line for line in rt.controller.logs(400))  # logs come from the container
-    assert rt.engine_pid() and rt.engine_pid() == c.attrs["State"]["Pid"]
-    rt.controller.stop()
-    assert labelled(client) == [] and rt.controller.status(max_age_s=0).state == EngineState.STOPPED
+    assert any("KV buffer size" in line for line in rt.engine.logs(400))  # logs come from the container
+    assert rt.engine.engine_pid() and rt.engine.engine_pid() == c.attrs["State"]["Pid"]
+    rt.engine.stop()
+    assert labelled(client) == [] and rt.engine.status(max_age_s=0).state == EngineState.STOPPED
 
 
 def test_reattach_and_one_engine_across_backends(rt: Runtime, client, tmp_path: Path, smollm2: Path) -> None:  # type: ignore[no-untyped-def]
-    rt.start_engine(rt.default_spec(MODEL, ctx=1024), backend="docker")
-    first = rt.wait_ready(90)
+    rt.engine.start(rt.default_spec(MODEL, ctx=1024), backend="docker")
+    first = rt.engine.wait(90, on_poll=rt.recording())
     again = make_rt(tmp_path / "zoe", smollm2)  # a restarted panel
-    st = again.controller.status(max_age_s=0)
+    st = again.engine.status(max_age_s=0)
     assert st.state == EngineState.READY and st.container_id == first.container_id and st.run_id == first.run_id
     with pytest.raises(EngineBusyError):
-        again.start_engine(again.default_spec(MODEL, ctx=1024), backend="process")
+        again.engine.start(again.default_spec(MODEL, ctx=1024), backend="process")
     with pytest.raises(EngineBusyError):
-        again.start_engine(again.default_spec(MODEL, ctx=1024), backend="docker")
+        again.engine.start(again.default_spec(MODEL, ctx=1024), backend="docker")
     assert len(labelled(client)) == 1
     data = json.loads(
         subprocess.run(
@@ -132,10 +132,10 @@ def test_reattach_and_one_engine_across_backends(rt: Runtime, client, tmp_path: 
 
 
 def test_container_killed_behind_the_panels_back(rt: Runtime, client) -> None:  # type: ignore[no-untyped-def]
-    rt.start_engine(rt.default_spec(MODEL, ctx=1024), backend="docker")
-    st = rt.wait_ready(90)
+    rt.engine.start(rt.default_spec(MODEL, ctx=1024), backend="docker")
+    st = rt.engine.wait(90, on_poll=rt.recording())
     client.containers.get(st.container_id).kill()
-    failed = wait_for(lambda: (s := rt.controller.status(max_age_s=0)).state == EngineState.FAILED and s, 20)
+    failed = wait_for(lambda: (s := rt.engine.status(max_age_s=0)).state == EngineState.FAILED and s, 20)
     assert failed.exit_code == 137 and "SIGKILL" in failed.reason
 
 
@@ -146,10 +146,9 @@ def test_exported_commands_run_as_pasted(rt: Runtime, client, docker_host: str) 
     import yaml
 
     from zoe_panel.engine.binary import find_llama_server
-    from zoe_panel.engine.export import exports
 
     spec = rt.default_spec(MODEL, ctx=1024, api_key="k-123")
-    forms = exports(rt, spec)
+    forms = rt.engine.exports(spec)
     assert "k-123" not in "".join(forms.values())  # the key stays a variable reference
     native = shlex.split(forms["native"].split(" ", 1)[1])
     assert native[:3] == [find_llama_server(rt.settings), "-m", spec.model]
@@ -192,25 +191,25 @@ def test_on_failure_restarts_a_crash_but_not_a_failed_load(client, tmp_path: Pat
     once the engine has loaded, as the supervisor does for the process backend."""
     rt = make_rt(tmp_path / "zoe", smollm2, ZOE_RESTART_POLICY="on-failure", ZOE_RESTART_MAX="2")
     try:
-        rt.start_engine(rt.default_spec(MODEL, ctx=4_194_304), backend="docker")
+        rt.engine.start(rt.default_spec(MODEL, ctx=4_194_304), backend="docker")
         with pytest.raises(EngineError) as e:
-            rt.wait_ready(90)
+            rt.engine.wait(90, on_poll=rt.recording())
         assert "KV cache" in str(e.value)
         time.sleep(2)  # room for a restart the daemon must not make
         c = labelled(client)[0]
         assert c.attrs["HostConfig"]["RestartPolicy"]["Name"] == "no"
-        oom = rt.controller.status(max_age_s=0)
+        oom = rt.engine.status(max_age_s=0)
         assert oom.state == EngineState.FAILED and "not restarted" in oom.reason
         assert c.status == "exited" and c.attrs["RestartCount"] == 0
 
-        rt.start_engine(rt.default_spec(MODEL, ctx=1024), backend="docker")
-        first = rt.wait_ready(90)
+        rt.engine.start(rt.default_spec(MODEL, ctx=1024), backend="docker")
+        first = rt.engine.wait(90, on_poll=rt.recording())
         c = client.containers.get(first.container_id)
         assert c.attrs["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 2}
         t0 = time.monotonic()
         os.kill(c.attrs["State"]["Pid"], signal.SIGKILL)  # a crash, not a stop through the daemon
         back = wait_for(
-            lambda: (s := rt.controller.status(max_age_s=0)).state == EngineState.READY and s.restarts >= 1 and s,
+            lambda: (s := rt.engine.status(max_age_s=0)).state == EngineState.READY and s.restarts >= 1 and s,
             60,
         )
         took = time.monotonic() - t0
@@ -228,19 +227,19 @@ def test_on_failure_restarts_a_crash_but_not_a_failed_load(client, tmp_path: Pat
 
 def test_daemon_unreachable_is_a_clear_error_and_the_panel_keeps_working(rt: Runtime, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    rt.docker_engine._client = None
+    rt.engine.docker._client = None
     with pytest.raises(DockerUnavailable, match="not reachable at unix:///nonexistent/docker.sock"):
-        rt.start_engine(rt.default_spec(MODEL), backend="docker")
-    assert rt.controller.status(max_age_s=0).state == EngineState.STOPPED
-    rt.start_engine(rt.default_spec(MODEL, ctx=1024), backend="process")  # the native engine still works
-    assert rt.wait_ready(60).backend == "process"
-    rt.controller.stop()
+        rt.engine.start(rt.default_spec(MODEL), backend="docker")
+    assert rt.engine.status(max_age_s=0).state == EngineState.STOPPED
+    rt.engine.start(rt.default_spec(MODEL, ctx=1024), backend="process")  # the native engine still works
+    assert rt.engine.wait(60, on_poll=rt.recording()).backend == "process"
+    rt.engine.stop()
 
 
 def test_missing_image_offers_a_pull(client, tmp_path: Path, smollm2: Path) -> None:  # type: ignore[no-untyped-def]
     rt = make_rt(tmp_path / "zoe", smollm2, ZOE_DOCKER_IMAGE="zoe-panel/llama-server:not-here")
     with pytest.raises(ImageMissing, match="pull it first") as e:
-        rt.start_engine(rt.default_spec(MODEL), backend="docker")
+        rt.engine.start(rt.default_spec(MODEL), backend="docker")
     assert e.value.image == "zoe-panel/llama-server:not-here" and labelled(client) == []
 
 
@@ -264,12 +263,12 @@ def test_pull_with_progress_from_a_local_registry(client, rt: Runtime) -> None: 
         assert "error" not in line, line
     client.images.remove(ref)
     seen: list[float] = []
-    got = rt.docker_engine.images.pull(ref, lambda p: seen.append(p.fraction))
+    got = rt.engine.docker.images.pull(ref, lambda p: seen.append(p.fraction))
     assert got.id == pushed_id
     assert seen[-1] == 1.0 and seen == sorted(seen) and any(0 < f < 1 for f in seen)
     client.images.remove(ref)
     with pytest.raises(DownloadError, match="not found|unknown|manifest"):
-        rt.docker_engine.images.pull(f"{registry}/zoe/llama-server:no-such-tag")
+        rt.engine.docker.images.pull(f"{registry}/zoe/llama-server:no-such-tag")
 
 
 def jetson_rt(home: Path, smollm2: Path, **env: str) -> Runtime:
@@ -282,31 +281,31 @@ def jetson_rt(home: Path, smollm2: Path, **env: str) -> Runtime:
 
 def test_jetson_wiring_on_the_container_the_daemon_created(client, tmp_path: Path, smollm2: Path) -> None:  # type: ignore[no-untyped-def]
     rt = jetson_rt(tmp_path / "zoe", smollm2)
-    assert rt.docker_engine.gpu_mode() == "runtime"
-    assert rt.choose_backend("auto") == "docker"
-    rt.start_engine(rt.default_spec(MODEL, ctx=1024))  # auto -> docker on a Jetson with the image here
-    st = rt.wait_ready(90)
+    assert rt.engine.docker.gpu_mode() == "runtime"
+    assert rt.engine.choose_backend("auto") == "docker"
+    rt.engine.start(rt.default_spec(MODEL, ctx=1024))  # auto -> docker on a Jetson with the image here
+    st = rt.engine.wait(90, on_poll=rt.recording())
     c = client.containers.get(st.container_id)
     hc = c.attrs["HostConfig"]
     assert hc["Runtime"] == "nvidia"
     assert f"{tmp_path / 'zoe/run/jtop.sock'}:/run/jtop.sock:rw" in hc["Binds"]
     assert "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in c.attrs["Config"]["Env"]
-    rt.controller.stop()
+    rt.engine.stop()
 
 
 def test_jetson_without_the_runtime_is_a_clear_error(client, tmp_path: Path, smollm2: Path) -> None:  # type: ignore[no-untyped-def]
     rt = jetson_rt(tmp_path / "zoe", smollm2, ZOE_DOCKER_RUNTIME="nvidia-missing")
     with pytest.raises(DockerUnavailable, match="no 'nvidia-missing' runtime.*nvidia-ctk"):
-        rt.start_engine(rt.default_spec(MODEL), backend="docker")
+        rt.engine.start(rt.default_spec(MODEL), backend="docker")
     assert labelled(client) == []
 
 
 def test_jetson_default_image_comes_from_the_l4t_table(client, tmp_path: Path, smollm2: Path) -> None:  # type: ignore[no-untyped-def]
     rt = jetson_rt(tmp_path / "zoe", smollm2, ZOE_DOCKER_IMAGE="")
-    assert rt.docker_engine.image_ref() == "dustynv/llama_cpp:0.3.9-r36.4.0-cu128-24.04"
-    assert rt.choose_backend("auto") == "process"  # that image is not here: native engine
+    assert rt.engine.docker.image_ref() == "dustynv/llama_cpp:0.3.9-r36.4.0-cu128-24.04"
+    assert rt.engine.choose_backend("auto") == "process"  # that image is not here: native engine
     with pytest.raises(ImageMissing, match="dustynv/llama_cpp:0.3.9-r36.4.0-cu128-24.04"):
-        rt.start_engine(rt.default_spec(MODEL), backend="docker")
+        rt.engine.start(rt.default_spec(MODEL), backend="docker")
 
 
 @pytest.fixture
@@ -325,11 +324,11 @@ def cuda_images(client):  # type: ignore[no-untyped-def]
 def test_image_cuda_checked_against_the_l4t_driver(client, cuda_images, tmp_path: Path, smollm2: Path) -> None:  # type: ignore[no-untyped-def]
     too_new = jetson_rt(tmp_path / "a", smollm2, ZOE_DOCKER_IMAGE="zoe-panel/llama-server:cuda-12.8")
     with pytest.raises(DockerUnavailable, match="built for CUDA 12.8 .* supports CUDA 12.6"):
-        too_new.start_engine(too_new.default_spec(MODEL), backend="docker")
+        too_new.engine.start(too_new.default_spec(MODEL), backend="docker")
     matching = jetson_rt(tmp_path / "b", smollm2, ZOE_DOCKER_IMAGE="zoe-panel/llama-server:cuda-12.6")
-    matching.start_engine(matching.default_spec(MODEL, ctx=1024), backend="docker")
-    assert matching.wait_ready(90).state == EngineState.READY
-    matching.controller.stop()
+    matching.engine.start(matching.default_spec(MODEL, ctx=1024), backend="docker")
+    assert matching.engine.wait(90, on_poll=matching.recording()).state == EngineState.READY
+    matching.engine.stop()
 
 
 def test_jetson_check_over_the_simulated_board(client, cuda_images, tmp_path: Path, smollm2: Path) -> None:  # type: ignore[no-untyped-def]

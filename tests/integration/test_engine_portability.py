@@ -27,10 +27,10 @@ def test_an_engine_killed_by_sigill_is_diagnosed_with_the_safe_rebuild(
     monkeypatch.setenv("ZOE_LLAMA_SERVER", str(standin))
     settings = load_settings()
     with engine_runtime(settings, engine=False) as rt:
-        rt.start_engine(rt.default_spec("SmolLM2-135M-Instruct.Q4_1.gguf"), backend="process")
-        st = wait_for(lambda: (s := rt.controller.status(max_age_s=0)).state == EngineState.FAILED and s, 30)
+        rt.engine.start(rt.default_spec("SmolLM2-135M-Instruct.Q4_1.gguf"), backend="process")
+        st = wait_for(lambda: (s := rt.engine.status(max_age_s=0)).state == EngineState.FAILED and s, 30)
         assert st.exit_code == 132 and "SIGILL" in st.reason
-        d = rt.diagnose(st)
+        d = rt.engine.diagnose(st)
         assert d is not None and d.kind == "sigill"
         assert any("ZOE_BUILD_VARIANT=portable make llama-server" in f for f in d.fixes)
         done = subprocess.run(
@@ -52,12 +52,12 @@ def test_without_the_docker_package_the_process_backend_still_starts(settings_wi
         "from zoe_panel.runtime import Runtime\n"
         "from zoe_panel.settings import load_settings\n"
         "rt = Runtime(load_settings(), sampler=False)\n"
-        "ok, why = rt.docker_engine.is_available()\n"
+        "ok, why = rt.engine.docker.is_available()\n"
         "assert not ok and 'docker Python package is not installed' in why, why\n"
-        "rt.start_engine(rt.default_spec('SmolLM2-135M-Instruct.Q4_1.gguf', ctx=512), backend='process')\n"
-        "st = rt.wait_ready(120)\n"
-        "print(st.state.value, rt.controller.status().backend)\n"
-        "rt.controller.stop()\n"
+        "rt.engine.start(rt.default_spec('SmolLM2-135M-Instruct.Q4_1.gguf', ctx=512), backend='process')\n"
+        "st = rt.engine.wait(120, on_poll=rt.recording())\n"
+        "print(st.state.value, rt.engine.status().backend)\n"
+        "rt.engine.stop()\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env={**os.environ}, timeout=180

@@ -48,9 +48,9 @@ def engine_processes(model_dir: Path) -> list[psutil.Process]:
 
 
 def test_llama_server_start_chat_stop(runtime: Runtime) -> None:
-    status = runtime.start_engine(runtime.default_spec(MODEL, ctx=2048))
+    status = runtime.engine.start(runtime.default_spec(MODEL, ctx=2048))
     assert status.state in (EngineState.STARTING, EngineState.READY)
-    status = runtime.controller.wait_ready(60)
+    status = runtime.engine.wait(60)
     assert status.state == EngineState.READY and status.pid
     assert psutil.Process(status.pid).name().startswith("llama-server")
 
@@ -59,14 +59,14 @@ def test_llama_server_start_chat_stop(runtime: Runtime) -> None:
     assert text.strip() and stats.source == "engine" and stats.completion_tokens > 0
     assert stats.gen_tokens_per_s is not None and stats.ttft_ms is not None  # filled from the engine's timings
 
-    log = "\n".join(runtime.controller.logs(400))
+    log = "\n".join(runtime.engine.logs(400))
     assert "model buffer size" in log and "KV buffer size" in log  # -lv 4 prints the load lines
     if "CUDA0" not in log:  # the CPU build: -ngl 999 is accepted and ignored, and the panel says so
         assert status.spec and status.spec.n_gpu_layers > 0
-        assert "runs on the CPU" in (runtime.placement_note(status) or "")
+        assert "runs on the CPU" in (runtime.engine.placement(status) or "")
 
-    runtime.controller.stop(timeout_s=10)
-    assert runtime.controller.status(max_age_s=0).state == EngineState.STOPPED
+    runtime.engine.stop(timeout_s=10)
+    assert runtime.engine.status(max_age_s=0).state == EngineState.STOPPED
     assert not engine_processes(runtime.store.root)
 
 
@@ -74,8 +74,8 @@ def test_python_server_flavour(runtime: Runtime) -> None:
     ok, why = python_server_available()
     require(ok, why)
     spec = runtime.default_spec(MODEL, ctx=1024, flavor="llama-cpp-python", parallel=1)
-    runtime.start_engine(spec)
-    status = runtime.controller.wait_ready(120)
+    runtime.engine.start(spec)
+    status = runtime.engine.wait(120)
     assert status.state == EngineState.READY and status.spec and status.spec.flavor == "llama-cpp-python"
     client = runtime.chat_client()
     stream = client.stream([{"role": "user", "content": "Count to five."}], ChatParams(max_tokens=24, seed=3))
@@ -85,23 +85,23 @@ def test_python_server_flavour(runtime: Runtime) -> None:
     stream = client.stream([{"role": "user", "content": "Tell a story."}], ChatParams(max_tokens=40, seed=3))
     for n, _ in enumerate(stream, start=1):
         if n == 3:
-            assert runtime.controller.status(max_age_s=0).state == EngineState.READY
+            assert runtime.engine.status(max_age_s=0).state == EngineState.READY
     assert stream.stats.finish_reason == "length" and stream.stats.completion_tokens >= 35
-    runtime.controller.stop(timeout_s=10)
+    runtime.engine.stop(timeout_s=10)
     assert not engine_processes(runtime.store.root)
 
 
 def test_a_new_runtime_reattaches_and_never_starts_a_second_engine(runtime: Runtime) -> None:
-    runtime.start_engine(runtime.default_spec(MODEL, ctx=1024))
-    first = runtime.controller.wait_ready(60)
+    runtime.engine.start(runtime.default_spec(MODEL, ctx=1024))
+    first = runtime.engine.wait(60)
     other = Runtime(runtime.settings, sampler=False)  # a restarted panel
-    again = other.controller.status(max_age_s=0)
+    again = other.engine.status(max_age_s=0)
     assert again.state == EngineState.READY and again.pid == first.pid and again.run_id == first.run_id
     with pytest.raises(EngineBusyError, match="already running"):
-        other.start_engine(other.default_spec(MODEL, ctx=1024))
+        other.engine.start(other.default_spec(MODEL, ctx=1024))
     assert len([p for p in engine_processes(runtime.store.root) if "llama-server" in p.name()]) == 1
-    other.controller.stop()
-    assert runtime.controller.status(max_age_s=0).state == EngineState.STOPPED
+    other.engine.stop()
+    assert runtime.engine.status(max_age_s=0).state == EngineState.STOPPED
 
 
 def test_two_simultaneous_starts_give_one_engine(runtime: Runtime) -> None:
@@ -112,7 +112,7 @@ def test_two_simultaneous_starts_give_one_engine(runtime: Runtime) -> None:
     def press(rt: Runtime) -> None:
         barrier.wait()
         try:
-            rt.start_engine(rt.default_spec(MODEL, ctx=1024))
+            rt.engine.start(rt.default_spec(MODEL, ctx=1024))
             results.append("started")
         except EngineBusyError:
             results.append("busy")
@@ -123,13 +123,13 @@ def test_two_simultaneous_starts_give_one_engine(runtime: Runtime) -> None:
     for t in threads:
         t.join()
     assert sorted(results) == ["busy", "busy", "busy", "started"]
-    runtime.controller.wait_ready(60)
+    runtime.engine.wait(60)
     assert len([p for p in engine_processes(runtime.store.root) if "llama-server" in p.name()]) == 1
 
 
 def test_stop_when_nothing_runs_is_a_clear_error(runtime: Runtime) -> None:
     with pytest.raises(EngineNotRunning, match="nothing to stop"):
-        runtime.controller.stop()
+        runtime.engine.stop()
 
 
 def test_chat_when_not_ready_is_refused(runtime: Runtime) -> None:
@@ -143,7 +143,7 @@ def test_missing_model_and_not_gguf(runtime: Runtime) -> None:
     (runtime.store.root / "fake.gguf").write_bytes(b"not a gguf at all" * 100)
     with pytest.raises(InvalidModelError, match="not a GGUF file"):
         runtime.default_spec("fake.gguf")
-    assert runtime.controller.status(max_age_s=0).state == EngineState.STOPPED
+    assert runtime.engine.status(max_age_s=0).state == EngineState.STOPPED
 
 
 def test_port_in_use_names_the_port(runtime: Runtime) -> None:
@@ -152,23 +152,23 @@ def test_port_in_use_names_the_port(runtime: Runtime) -> None:
         s.listen()
         port = s.getsockname()[1]
         with pytest.raises(PortInUseError, match=f"port {port}"):
-            runtime.start_engine(runtime.default_spec(MODEL, port=port))
-    assert runtime.controller.status(max_age_s=0).state == EngineState.STOPPED
+            runtime.engine.start(runtime.default_spec(MODEL, port=port))
+    assert runtime.engine.status(max_age_s=0).state == EngineState.STOPPED
 
 
 def test_a_flag_this_build_dropped_is_refused_before_start(runtime: Runtime) -> None:
     """--mlock is on the allow-list (older llama.cpp has it); the built engine's --help lacks it."""
     with pytest.raises(ConfigError, match="--mlock is not understood by this llama-server"):
-        runtime.start_engine(runtime.default_spec(MODEL, ctx=1024, extra_args=("--mlock",)))
-    assert runtime.controller.status(max_age_s=0).state == EngineState.STOPPED
-    runtime.start_engine(runtime.default_spec(MODEL, ctx=1024, extra_args=("--load-mode", "mlock")))
-    assert runtime.controller.wait_ready(60).state == EngineState.READY
+        runtime.engine.start(runtime.default_spec(MODEL, ctx=1024, extra_args=("--mlock",)))
+    assert runtime.engine.status(max_age_s=0).state == EngineState.STOPPED
+    runtime.engine.start(runtime.default_spec(MODEL, ctx=1024, extra_args=("--load-mode", "mlock")))
+    assert runtime.engine.wait(60).state == EngineState.READY
 
 
 def test_missing_binary_says_how_to_get_one(runtime: Runtime) -> None:
     broken = Runtime(runtime.settings.replace(llama_server="/nonexistent/llama-server"), sampler=False)
     with pytest.raises(BinaryNotFound, match="make llama-server"):
-        broken.start_engine(broken.default_spec(MODEL))
+        broken.engine.start(broken.default_spec(MODEL))
 
 
 def test_engine_exiting_during_load_is_failed_with_exit_code_and_log(runtime: Runtime, smollm2: Path) -> None:
@@ -178,17 +178,17 @@ def test_engine_exiting_during_load_is_failed_with_exit_code_and_log(runtime: Ru
     with smollm2.open("rb") as src:
         bad.write_bytes(src.read(40_000_000))
     spec = replace(runtime.default_spec(MODEL, ctx=1024), model=str(bad))
-    runtime.start_engine(spec)
+    runtime.engine.start(spec)
     with pytest.raises(EngineError, match="FAILED"):
-        runtime.controller.wait_ready(60)
-    st = runtime.controller.status(max_age_s=0)
+        runtime.engine.wait(60)
+    st = runtime.engine.status(max_age_s=0)
     assert st.state == EngineState.FAILED and st.exit_code not in (None, 0)
     assert "exit code" in st.reason and any("load" in line for line in st.log_tail)
 
 
 def test_engine_killed_mid_reply_keeps_partial_text(runtime: Runtime) -> None:
-    runtime.start_engine(runtime.default_spec(MODEL, ctx=2048))
-    status = runtime.controller.wait_ready(60)
+    runtime.engine.start(runtime.default_spec(MODEL, ctx=2048))
+    status = runtime.engine.wait(60)
     client = ChatClient(status.base_url or "", api_key=status.spec.api_key if status.spec else "")
     stream = client.stream(
         [{"role": "user", "content": "Write a long story about a dragon."}], ChatParams(max_tokens=400, seed=2)
@@ -198,44 +198,45 @@ def test_engine_killed_mid_reply_keeps_partial_text(runtime: Runtime) -> None:
             if i == 5:
                 os.kill(status.pid or 0, signal.SIGKILL)
     assert len(stream.text) > 0
-    st = wait_for(lambda: (s := runtime.controller.status(max_age_s=0)).state == EngineState.FAILED and s)
+    st = wait_for(lambda: (s := runtime.engine.status(max_age_s=0)).state == EngineState.FAILED and s)
     assert st.exit_code == 137 and "SIGKILL" in st.reason
     # the panel keeps working: a new engine starts after the failed one
-    runtime.start_engine(runtime.default_spec(MODEL, ctx=1024))
-    assert runtime.controller.wait_ready(60).state == EngineState.READY
+    runtime.engine.start(runtime.default_spec(MODEL, ctx=1024))
+    assert runtime.engine.wait(60).state == EngineState.READY
 
 
 def test_oom_during_load_is_diagnosed_and_not_restarted(runtime: Runtime) -> None:
     """A context far beyond memory: llama.cpp cannot allocate the KV cache. Under the on-failure
     policy the supervisor must not restart a failed load, and the panel says what to change."""
     rt = Runtime(runtime.settings.replace(restart_policy="on-failure"), sampler=False)
-    rt.start_engine(rt.default_spec(MODEL, ctx=4_194_304))
+    rt.engine.start(rt.default_spec(MODEL, ctx=4_194_304))
     with pytest.raises(EngineError) as e:
-        rt.wait_ready(60)
+        rt.engine.wait(60, on_poll=rt.recording())
     assert "Out of memory allocating the KV cache" in str(e.value)
     assert "lower the context to 8192 tokens" in str(e.value)
-    st = rt.controller.status(max_age_s=0)
+    st = rt.engine.status(max_age_s=0)
     assert st.state == EngineState.FAILED and st.restarts == 0 and "not restarted" in st.reason
-    d = rt.diagnose(st)
+    d = rt.engine.diagnose(st)
     assert d is not None and d.kind == "oom" and d.fixes
     run = rt.history.runs()[0]
-    assert run["outcome"] == "failed" and "Out of memory" in run["diagnosis"] and run["exit_code"] == 1
-    assert any(ev.phase == "failure" for ev in rt.history.events(run["run_id"]))
+    assert run.outcome == "failed" and "Out of memory" in run.diagnosis and run.exit_code == 1
+    assert any(ev.phase == "failure" for ev in rt.history.events(run.run_id))
 
 
 def test_runs_are_recorded_with_version_peaks_and_calibration(runtime: Runtime) -> None:
     rt = Runtime(runtime.settings, sampler=True)  # the panel's sampler records the run
+    rt.start_background()
     try:
-        rt.start_engine(rt.default_spec(MODEL, ctx=2048))
-        rt.wait_ready(60)
+        rt.engine.start(rt.default_spec(MODEL, ctx=2048))
+        rt.engine.wait(60, on_poll=rt.recording())
         client = rt.chat_client()
         client.complete([{"role": "user", "content": "hi"}], ChatParams(max_tokens=8))
-        run = wait_for(lambda: (r := rt.history.runs()[0]).get("peak_engine_rss_bytes") and r, 20)
-        assert "build" in run["engine_version"] and run["time_to_ready_s"] > 0
-        assert run["estimate"]["kv_bytes"] == 45 * 2**20 and run["spec"]["ctx"] == 2048
-        events = rt.history.events(run["run_id"])
+        run = wait_for(lambda: (r := rt.history.runs()[0]).peak_engine_rss_bytes and r, 20)
+        assert "build" in run.engine_version and run.time_to_ready_s > 0
+        assert run.estimate["kv_bytes"] == 45 * 2**20 and run.spec["ctx"] == 2048
+        events = rt.history.events(run.run_id)
         assert {"model_buffer", "kv_cache", "compute_buffer", "listening"} <= {e.phase for e in events}
-        rt.controller.stop()
+        rt.engine.stop()
         cal = rt.memory.calibration(MODEL)
         assert cal["runs"] == 1 and 0.5 <= cal["factor"] <= 3.0 and "measured run" in cal["note"]
         est = rt.memory.estimate(rt.default_spec(MODEL, ctx=2048))

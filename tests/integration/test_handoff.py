@@ -45,8 +45,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory, smollm2: Path):  # type: ig
     try:
         settings = load_settings()
         with engine_runtime(settings) as rt:
-            rt.start_engine(rt.default_spec(SMOL, ctx=4096, parallel=2), backend="process")
-            rt.wait_ready(120)
+            rt.engine.start(rt.default_spec(SMOL, ctx=4096, parallel=2), backend="process")
+            rt.engine.wait(120, on_poll=rt.recording())
             yield rt, settings
     finally:
         for k, v in old.items():
@@ -57,13 +57,13 @@ def engine(tmp_path_factory: pytest.TempPathFactory, smollm2: Path):  # type: ig
 
 
 def _facts(rt: Runtime):  # type: ignore[no-untyped-def]
-    st = rt.controller.status()
+    st = rt.engine.status()
     return measure_engine(st.base_url or "", st.spec.api_key, st.spec.n_predict), st  # type: ignore[union-attr]
 
 
 def test_the_generated_provider_answers_with_and_without_streaming(engine, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     rt, _ = engine
-    st = rt.controller.status()
+    st = rt.engine.status()
     rt.chat_client().complete(
         [{"role": "user", "content": "Hi"}], __import__("zoe_panel.chat").chat.ChatParams(max_tokens=32)
     )
@@ -152,7 +152,7 @@ def _tokens_predicted(base: str, key: str) -> int:
 
 def test_a_client_without_max_tokens_gets_its_reply_within_a_30_s_timeout(engine) -> None:  # type: ignore[no-untyped-def]
     rt, _ = engine
-    st = rt.controller.status()
+    st = rt.engine.status()
     body = {"messages": [{"role": "user", "content": "Write a very long story about the sea."}]}
     t0 = time.monotonic()
     r = httpx.post(
@@ -177,7 +177,7 @@ def test_an_abandoned_request_holds_a_slot_no_longer_than_the_cap(engine, stream
     """The client gives up after 1 s; what the engine does then is measured, and the next request
     starts within the cap's worth of tokens."""
     rt, _ = engine
-    st = rt.controller.status()
+    st = rt.engine.status()
     key = st.spec.api_key
     base = st.base_url or ""
     headers = {"Authorization": f"Bearer {key}"}

@@ -14,7 +14,7 @@ import pytest
 from conftest import require, wait_for
 from sim_jetson import FAKE_SYS, GPU, build_fake_sys
 
-from zoe_panel.telemetry.jetson import JetsonSource
+from zoe_panel.telemetry.jtop_source import JetsonSource
 from zoe_panel.telemetry.registry import pick_source
 from zoe_panel.telemetry.ring import RingBuffer
 from zoe_panel.telemetry.sampler import Sampler

@@ -85,13 +85,13 @@ def test_synthetic_models_are_real_models(rt: Runtime) -> None:
     from zoe_panel.chat import ChatParams
 
     spec = rt.default_spec("synth-gemma3-swa6.gguf", ctx=1024)
-    rt.start_engine(spec)
+    rt.engine.start(spec)
     try:
-        rt.wait_ready(60)
+        rt.engine.wait(60, on_poll=rt.recording())
         text, stats = rt.chat_client().complete([{"role": "user", "content": "hi"}], ChatParams(max_tokens=8))
         assert stats.completion_tokens == 8 and isinstance(text, str)
     finally:
-        rt.controller.stop()
+        rt.engine.stop()
 
 
 def test_model_files_exist(rt: Runtime) -> None:

@@ -269,10 +269,10 @@ def test_verify_flags_a_corrupt_file_and_delete_refuses_the_running_model(rt: Ru
         find_llama_server(rt.settings)
     except BinaryNotFound as e:
         require(False, str(e))
-    rt.start_engine(rt.default_spec(SMOL, ctx=1024))
-    rt.wait_ready(60)
+    rt.engine.start(rt.default_spec(SMOL, ctx=1024))
+    rt.engine.wait(60, on_poll=rt.recording())
     with pytest.raises(ModelStoreError, match="used by the running engine"):
-        delete(rt.store, SMOL, in_use=rt.controller.status().spec.model)
+        delete(rt.store, SMOL, in_use=rt.engine.status().spec.model)
     out = subprocess.run(
         [sys.executable, "-m", "zoe_panel", "delete", SMOL, "--yes"],
         cwd=ROOT,
@@ -305,11 +305,11 @@ def test_quantize_synthetic_f16_and_load_the_result(rt: Runtime, smollm2: Path) 
     assert (
         info.get("general.file_type") == 15 and out.stat().st_size < (rt.store.root / "synth-F16.gguf").stat().st_size
     )
-    rt.start_engine(rt.default_spec(out.name, ctx=1024))
-    rt.wait_ready(60)
+    rt.engine.start(rt.default_spec(out.name, ctx=1024))
+    rt.engine.wait(60, on_poll=rt.recording())
     _, stats = rt.chat_client().complete([{"role": "user", "content": "hi"}], ChatParams(max_tokens=6))
     assert stats.completion_tokens == 6
-    rt.controller.stop()
+    rt.engine.stop()
     broke = Runtime(rt.settings.replace(disk_margin_bytes=10**15), sampler=False)
     job = broke.jobs.wait(broke.start_quantize("synth-F16.gguf", "Q8_0"), 60)
     assert job.state == "failed" and "not enough disk space" in job.error
@@ -348,8 +348,8 @@ def test_client_check_with_an_api_key(rt: Runtime) -> None:
         require(False, str(e))
     key = new_api_key()
     keyed = Runtime(rt.settings.replace(engine_api_key=key), sampler=False)
-    keyed.start_engine(keyed.default_spec(SMOL, ctx=1024))
-    st = keyed.wait_ready(60)
+    keyed.engine.start(keyed.default_spec(SMOL, ctx=1024))
+    st = keyed.engine.wait(60, on_poll=keyed.recording())
     results = client_check(st.base_url or "", key)
     assert [r.ok for r in results] == [True, True, True, True], results
     assert results[-1].name == "a wrong API key is refused"
@@ -357,4 +357,4 @@ def test_client_check_with_an_api_key(rt: Runtime) -> None:
     assert isinstance(text, str)  # the panel's own chat uses the key
     no_key = client_check(st.base_url or "", "")
     assert not no_key[1].ok and "401" in no_key[1].detail
-    keyed.controller.stop()
+    keyed.engine.stop()

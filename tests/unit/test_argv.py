@@ -2,10 +2,10 @@ from pathlib import Path
 
 import pytest
 
+from zoe_panel.engine import flavors
 from zoe_panel.engine.argv import (
     Capabilities,
     check_extra_args,
-    engine_env,
     llama_cpp_python_argv,
     llama_server_argv,
 )
@@ -83,7 +83,7 @@ def test_python_flavour_uses_snake_case_and_ggml_type_ids() -> None:
 def test_api_key_travels_in_env_for_llama_server_not_argv() -> None:
     s = spec(api_key="sekret")
     assert "sekret" not in llama_server_argv("s", s)
-    assert engine_env(s)["LLAMA_API_KEY"] == "sekret"
+    assert flavors.get("llama-server").env(s)["LLAMA_API_KEY"] == "sekret"
 
 
 @pytest.mark.parametrize("args", [["--temp", "0.5"], ["--mlock"], ["--rope-scale=2"], ["-s", "-1"]])

@@ -16,8 +16,8 @@ from zoe_panel.build.variants import (
     detect_target,
     machine_fingerprint,
 )
+from zoe_panel.diagnosis import diagnose
 from zoe_panel.engine.base import EngineSpec, EngineState, EngineStatus
-from zoe_panel.engine.diagnose import diagnose
 
 ROOT = Path(__file__).resolve().parents[2]
 AMX_CPU = frozenset(["fpu", "sse4_2", "avx2", "avx512f", "avx512_vnni", "amx_tile", "amx_int8", "amx_bf16"])

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from zoe_panel.engine.base import EngineSpec
-from zoe_panel.models.fit import GIB, MIB, MemoryBudget, estimate, max_context, pad, row_bytes, verdict
+from zoe_panel.models.fit import GIB, MIB, MemoryBudget, Verdict, estimate, max_context, pad, row_bytes, verdict
 from zoe_panel.models.gguf_meta import GGUFInfo
 
 DATA = Path(__file__).parent.parent / "data" / "gguf"
@@ -83,7 +83,7 @@ def test_output_buffer_is_one_row_of_logits_per_slot() -> None:
 def test_verdict_thresholds() -> None:
     assert verdict(1 * GIB, 10 * GIB) == "fits"
     assert verdict(int(9.5 * GIB), 10 * GIB) == "tight"
-    assert verdict(11 * GIB, 10 * GIB) == "will not fit"
+    assert verdict(11 * GIB, 10 * GIB) is Verdict.WONT_FIT
 
 
 def test_orin_budget_and_the_largest_context_per_cache_type() -> None:
@@ -93,9 +93,9 @@ def test_orin_budget_and_the_largest_context_per_cache_type() -> None:
     assert best["f16"] <= best["q8_0"] <= best["q4_0"] and best["q4_0"] == 32768
     for ct, ctx in best.items():
         cache_spec = replace(s, ctx=ctx, cache_type_k=ct, cache_type_v=ct)
-        assert estimate(GEMMA, cache_spec, orin).verdict != "will not fit"
+        assert estimate(GEMMA, cache_spec, orin).verdict is not Verdict.WONT_FIT
     tiny = MemoryBudget("unified", 600 * MIB)
-    assert estimate(SMOL, spec(ctx=8192), tiny).verdict == "will not fit"
+    assert estimate(SMOL, spec(ctx=8192), tiny).verdict is Verdict.WONT_FIT
     assert 0 < max_context(SMOL, spec(), tiny, "f16") < 8192
 
 
@@ -103,7 +103,7 @@ def test_discrete_gpu_checks_the_gpu_pool() -> None:
     h100 = MemoryBudget("discrete", 100 * GIB, gpu_free_bytes=300 * MIB, gpu_total_bytes=80 * GIB)
     e = estimate(SMOL, spec(ctx=2048), h100)
     assert e.weights_gpu_bytes > 0.9 * e.weights_bytes and e.gpu_bytes > 600 * MIB
-    assert e.verdict == "will not fit" and e.available_bytes == 300 * MIB
+    assert e.verdict is Verdict.WONT_FIT and e.available_bytes == 300 * MIB
     cpu_only = estimate(SMOL, spec(ctx=2048, n_gpu_layers=0), h100)
     assert cpu_only.weights_gpu_bytes == 0 and cpu_only.available_bytes == 100 * GIB
 

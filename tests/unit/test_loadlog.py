@@ -124,7 +124,7 @@ def test_lines_that_are_not_events() -> None:
 
 def test_placement_says_when_gpu_layers_were_ignored() -> None:
     from zoe_panel.engine.base import EngineSpec
-    from zoe_panel.engine.diagnose import placement
+    from zoe_panel.engine.placement import placement_note as placement
 
     gpu = EngineSpec(model="/m/x.gguf", n_gpu_layers=999)
     cpu_log = events("llama-server-0c1e570-smollm2-np4.log")  # the CPU build this machine runs

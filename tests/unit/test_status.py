@@ -1,9 +1,9 @@
 """derive_status: the engine's state from the state files, /proc and the probe."""
 
 from zoe_panel.engine.base import EngineSpec, EngineState
+from zoe_panel.engine.exits import describe_exit, exit_code_of
 from zoe_panel.engine.health import Probe
-from zoe_panel.engine.process import derive_status, describe_exit
-from zoe_panel.engine.supervisor import exit_code_of
+from zoe_panel.engine.process import derive_status
 
 META = {"run_id": "r1", "spec": EngineSpec(model="/m/a.gguf").to_json(), "started_at": 1.0}
 

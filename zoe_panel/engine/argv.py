@@ -323,11 +323,3 @@ def llama_cpp_python_argv(python: str, spec: EngineSpec) -> list[str]:
     if spec.api_key:
         argv += ["--api_key", spec.api_key]
     return argv
-
-
-def engine_env(spec: EngineSpec) -> dict[str, str]:
-    """Environment for the engine: the API key travels here, not in argv (visible in ps)."""
-    env = {"LLAMA_ARG_LOG_COLORS": "off", "LLAMA_LOG_COLORS": "off"}
-    if spec.api_key and spec.flavor == "llama-server":
-        env["LLAMA_API_KEY"] = spec.api_key
-    return env

@@ -22,6 +22,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from zoe_panel.engine import defaults, flavors
 from zoe_panel.errors import ConfigError
 
 CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
@@ -45,23 +46,23 @@ class EngineSpec:
     """How to run the server. ``model`` is an absolute path on the host."""
 
     model: str
-    ctx: int = 4096
-    n_gpu_layers: int = 999  # 999 = all; llama.cpp clamps to the layer count
-    cache_type_k: str = "f16"
-    cache_type_v: str = "f16"
-    flash_attn: str = "auto"
-    parallel: int = 4
-    kv_unified: bool = True  # what llama-server's automatic slots do; memory does not grow with slots
-    ubatch: int = 512
-    batch: int = 2048
-    threads: int = 0  # 0 = the engine's default
+    ctx: int = defaults.CTX
+    n_gpu_layers: int = defaults.N_GPU_LAYERS  # 999 = all; llama.cpp clamps to the layer count
+    cache_type_k: str = defaults.CACHE_TYPE
+    cache_type_v: str = defaults.CACHE_TYPE
+    flash_attn: str = defaults.FLASH_ATTN
+    parallel: int = defaults.PARALLEL
+    kv_unified: bool = defaults.KV_UNIFIED  # what llama-server's automatic slots do
+    ubatch: int = defaults.UBATCH
+    batch: int = defaults.BATCH
+    threads: int = defaults.THREADS  # 0 = the engine's default
     swa_full: bool = False
     # Tokens generated for a request that sets no max_tokens (llama-server -n); 0 = no cap. A client
     # that sends none, then gives up, would otherwise hold a slot until the context is full.
-    n_predict: int = 512
-    host: str = "127.0.0.1"
-    port: int = 8088
-    flavor: str = "llama-server"
+    n_predict: int = defaults.N_PREDICT
+    host: str = defaults.HOST
+    port: int = defaults.PORT
+    flavor: str = defaults.FLAVOR
     api_key: str = ""
     alias: str = ""
     extra_args: tuple[str, ...] = ()
@@ -122,8 +123,8 @@ def validate_spec(spec: EngineSpec) -> None:
         problems.append(f"generation cap {spec.n_predict} is out of range (0..1048576, 0 = none)")
     if not 1 <= spec.port <= 65535:
         problems.append(f"port {spec.port} is out of range (1..65535)")
-    if spec.flavor not in ("llama-server", "llama-cpp-python"):
-        problems.append(f"flavor {spec.flavor!r} is not llama-server or llama-cpp-python")
+    if spec.flavor not in flavors.names():
+        problems.append(f"flavor {spec.flavor!r} is not one of {', '.join(flavors.names())}")
     if problems:
         raise ConfigError("invalid engine settings: " + "; ".join(problems))
 
@@ -143,6 +144,8 @@ class EngineStatus:
     exit_code: int | None = None
     reason: str = ""
     restarts: int = 0
+    # FAILED but coming back: the backend's restart policy restarts it (a wait goes on waiting)
+    restarting: bool = False
     log_tail: tuple[str, ...] = field(default=(), repr=False)
 
     @property
@@ -168,13 +171,14 @@ class EngineStatus:
             "exit_code": self.exit_code,
             "reason": self.reason,
             "restarts": self.restarts,
+            "restarting": self.restarting,
             "spec": self.spec.public_json() if self.spec else None,
         }
 
 
 @runtime_checkable
-class Engine(Protocol):
-    """One backend that can run one llama.cpp server at a time."""
+class Backend(Protocol):
+    """Where one engine runs at a time (a local process tree, a container); see backends.py."""
 
     name: str
 
@@ -187,3 +191,7 @@ class Engine(Protocol):
     def status(self) -> EngineStatus: ...
 
     def logs(self, tail: int = 200) -> list[str]: ...
+
+    def build_info(self) -> str:
+        """The running engine's build when this backend knows it better than the flavour ('')."""
+        ...

@@ -13,25 +13,23 @@ import json
 import logging
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from zoe_panel.engine import argv as argvmod
+from zoe_panel.engine import flavors
 from zoe_panel.engine.argv import Capabilities
 from zoe_panel.engine.base import EngineSpec, EngineState, EngineStatus
+from zoe_panel.engine.docker_status import ContainerView, RestartRule, should_arm_restart, spec_of, status_from_attrs
+from zoe_panel.engine.export import MODELS_MOUNT, ContainerTarget
 from zoe_panel.engine.health import check_port_free, probe
 from zoe_panel.engine.images import ImageManager
-from zoe_panel.engine.process import describe_exit
-from zoe_panel.engine.supervisor import READY_MARKERS
 from zoe_panel.errors import DockerUnavailable, EngineError, EngineNotRunning
-from zoe_panel.jetson import cuda_mismatch, proposed_images, read_l4t
 from zoe_panel.jsonfile import StateFileError, make_private_dir, read_state, write_json_atomic
+from zoe_panel.l4t import cuda_mismatch, proposed_images, read_l4t
 from zoe_panel.settings import Settings
 
 log = logging.getLogger(__name__)
 LABEL = "zoe-panel.engine"
-MODELS_MOUNT = "/models"
 LOCAL_IMAGE = "zoe-panel/llama-server:local"
 
 
@@ -97,6 +95,20 @@ class DockerEngine:
             return False, str(e)
         return True, f"Docker {info.get('Version', '?')}"
 
+    def has_engine_image(self) -> bool:
+        try:
+            self.images.inspect(self.image_ref())
+        except EngineError:
+            return False
+        return True
+
+    def build_info(self) -> str:
+        """The running container's llama.cpp build and image, from what Start recorded."""
+        state = self._state()
+        if not state.get("engine_version"):
+            return ""
+        return f"{state['engine_version']} (build {state.get('engine_build')}, image {state.get('image')})"
+
     def image_ref(self) -> str:
         if self.settings.docker_image:
             return self.settings.docker_image
@@ -143,14 +155,25 @@ class DockerEngine:
         return caps, []
 
     # -- container ------------------------------------------------------------------------
+    def target(self, image: str, caps: Capabilities | None = None) -> ContainerTarget:
+        """Image, models mount and GPU wiring: the one description docker run, export and compose share."""
+        return ContainerTarget(
+            image=image,
+            models_root=self.settings.models_path,
+            binary=self.settings.docker_llama_server,
+            gpu=self.gpu_mode(),
+            runtime=self.settings.docker_runtime,
+            caps=caps,
+            jtop_socket=self.settings.jtop_socket.exists(),
+        )
+
     def run_kwargs(self, spec: EngineSpec, run_id: str, caps: Capabilities, image: str) -> dict[str, Any]:
         """Everything docker run gets; a pure function of the spec and settings."""
-        root = self.settings.models_path.resolve()
-        rel = Path(spec.model).resolve().relative_to(root).as_posix()
-        inner = replace(spec, model=f"{MODELS_MOUNT}/{rel}")
+        target = self.target(image, caps)
+        flavor = flavors.get(spec.flavor)
         kwargs: dict[str, Any] = {
             "image": image,
-            "command": argvmod.llama_server_argv(self.settings.docker_llama_server, inner, caps),
+            "command": target.argv(spec),
             "detach": True,
             "name": f"zoe-engine-{run_id}",
             "labels": {
@@ -161,33 +184,26 @@ class DockerEngine:
                 "zoe-panel.spec": json.dumps(spec.public_json()),
             },
             "network_mode": "host",
-            "volumes": {str(root): {"bind": MODELS_MOUNT, "mode": "ro"}},
-            "environment": argvmod.engine_env(spec),
+            "volumes": {str(target.models_root.resolve()): {"bind": MODELS_MOUNT, "mode": "ro"}},
+            "environment": flavor.env(spec),
             "shm_size": self.settings.docker_shm_size,
         }
-        mode = self.gpu_mode()
-        if mode == "runtime":
-            kwargs["runtime"] = self.settings.docker_runtime
+        if target.gpu == "runtime":
+            kwargs["runtime"] = target.runtime
             kwargs["environment"]["NVIDIA_DRIVER_CAPABILITIES"] = "compute,utility"
-        elif mode == "device-requests":
+        elif target.gpu == "device-requests":
             from docker.types import DeviceRequest
 
             kwargs["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
-        sock = self.settings.jtop_socket
-        if sock.exists():
-            kwargs["volumes"][str(sock)] = {"bind": "/run/jtop.sock", "mode": "rw"}
+        if target.jtop_socket:
+            kwargs["volumes"][str(self.settings.jtop_socket)] = {"bind": "/run/jtop.sock", "mode": "rw"}
         # Docker's on-failure would also restart a failed load (OOM while allocating the KV cache),
         # which only fails again. Like the supervisor, the policy is armed once the engine has
-        # loaded: the container starts with "no" and _arm_restart switches it at the first READY.
+        # loaded: the container starts with "no" and the first READY status arms it.
         kwargs["restart_policy"] = {"Name": "no"}
         return kwargs
 
     def _arm_restart(self, c: Any) -> None:
-        if self.settings.restart_policy != "on-failure":
-            return
-        current = ((c.attrs.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or "no"
-        if current == "on-failure":
-            return
         try:
             c.update(restart_policy={"Name": "on-failure", "MaximumRetryCount": self.settings.restart_max})
         except Exception:  # noqa: BLE001 - next status poll tries again
@@ -195,8 +211,9 @@ class DockerEngine:
         c.attrs.setdefault("HostConfig", {})["RestartPolicy"] = {"Name": "on-failure"}
 
     def start(self, spec: EngineSpec, *, run_id: str) -> EngineStatus:
-        if not Path(spec.model).is_file():
-            raise EngineError(f"model file {spec.model} does not exist")
+        if not flavors.get(spec.flavor).runs_in_docker:
+            raise EngineError(f"the {spec.flavor} flavour does not run in a container: use the process backend")
+        flavors.get(spec.flavor).check_model(spec)
         image = self.image_ref()
         caps, _ = self.preflight(image)  # raises DockerUnavailable without the package or daemon
         import docker
@@ -273,52 +290,22 @@ class DockerEngine:
         return self._status_of(containers[0], state)
 
     def _status_of(self, c: Any, state: dict[str, Any]) -> EngineStatus:
-        labels = c.labels or {}
-        run_id = labels.get("zoe-panel.run-id")
-        if state.get("run_id") == run_id and state.get("spec"):
-            spec = EngineSpec.from_json(state["spec"])
-        else:  # a container of another panel's state folder: its public spec, without the key
-            spec = EngineSpec.from_json(json.loads(labels.get("zoe-panel.spec", "{}")))
-        st = c.attrs.get("State") or {}
-        common: dict[str, Any] = dict(
-            backend=self.name,
-            spec=spec,
-            run_id=run_id,
-            container_id=c.id,
-            started_at=state.get("started_at") if state.get("run_id") == run_id else None,
-            restarts=int(c.attrs.get("RestartCount") or 0),
-            pid=st.get("Pid") or None,
-        )
-        status = st.get("Status", c.status)
-        if state.get("run_id") == run_id and state.get("stopped_at"):
-            return EngineStatus(EngineState.STOPPED, exit_code=st.get("ExitCode"), **common)
-        if status == "running":
-            result = probe(spec, loaded=False)
-            if result.ready:
-                self._arm_restart(c)
-                return EngineStatus(EngineState.READY, **common)
-            recent = "\n".join(self.logs(80))
-            if any(m in recent for m in READY_MARKERS):
-                return EngineStatus(EngineState.UNHEALTHY, reason=f"health check failed: {result.detail}", **common)
-            return EngineStatus(EngineState.STARTING, reason=result.detail, **common)
-        if status == "created":
-            return EngineStatus(EngineState.STARTING, reason="container created", **common)
-        code = st.get("ExitCode")
-        reason = describe_exit(code)
-        if st.get("OOMKilled"):
-            reason += " (Docker reports the container was OOM-killed)"
-        armed = ((c.attrs.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") == "on-failure"
-        if status == "restarting":
-            reason += f"; restarting ({common['restarts']} so far)"
-        elif self.settings.restart_policy == "on-failure" and not armed and code not in (0, None):
-            reason += "; the engine failed while loading; not restarted, since the same settings would fail again"
-        elif self.settings.restart_policy == "on-failure" and common["restarts"] >= self.settings.restart_max:
-            reason += (
-                f"; crash loop: Docker restarted it {common['restarts']} times (restart_max "
-                f"{self.settings.restart_max}) and gave up"
-            )
-        tail = tuple(line.split(" ", 1)[-1] for line in self.logs(30))
-        return EngineStatus(EngineState.FAILED, exit_code=code, reason=reason, log_tail=tail, **{**common, "pid": None})
+        """The I/O around docker_status.status_from_attrs: the probe, the log, arming the restart."""
+        view = ContainerView.from_attrs(c.attrs, fallback_status=c.status)
+        rule = RestartRule(self.settings.restart_policy, self.settings.restart_max)
+        running = view.status == "running"
+        spec = spec_of(view, state)
+        probe_result = probe(spec, loaded=False) if running else None
+        if probe_result is not None and probe_result.ready:
+            recent = ""  # READY: no need to read the log on every poll
+        else:
+            recent = "\n".join(self.logs(80 if running else 30)) if view.status != "created" else ""
+        loaded = any(m in recent for m in flavors.get(spec.flavor).ready_markers)
+        tail = tuple(line.split(" ", 1)[-1] for line in recent.splitlines()[-30:]) if not running else ()
+        status = status_from_attrs(view, state, probe=probe_result, loaded=loaded, rule=rule, log_tail=tail)
+        if should_arm_restart(view, status, rule):
+            self._arm_restart(c)
+        return status
 
     def stop(self, timeout_s: float) -> EngineStatus:
         containers = self._containers()

@@ -9,23 +9,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from zoe_panel.engine.argv import Capabilities, llama_cpp_python_argv, llama_server_argv
+from zoe_panel.engine import defaults, flavors
+from zoe_panel.engine.argv import Capabilities
 from zoe_panel.engine.base import EngineSpec
 
 if TYPE_CHECKING:
-    from zoe_panel.runtime import Runtime
+    from zoe_panel.settings import Settings
 
 MODELS_MOUNT = "/models"
-
-
-def native_command(spec: EngineSpec, binary: str, caps: Capabilities | None = None) -> str:
-    argv = (
-        llama_cpp_python_argv("python3", replace(spec, api_key=""))
-        if spec.flavor == "llama-cpp-python"
-        else llama_server_argv(binary, spec, caps)
-    )
-    prefix = 'LLAMA_API_KEY="$ZOE_ENGINE_API_KEY" ' if spec.api_key and spec.flavor == "llama-server" else ""
-    return prefix + shlex.join(argv)
 
 
 @dataclass(frozen=True)
@@ -34,15 +25,17 @@ class ContainerTarget:
 
     image: str
     models_root: Path
-    binary: str = "llama-server"
+    binary: str = defaults.IMAGE_BINARY
     gpu: str = "runtime"  # runtime | device-requests | none, as DockerEngine.gpu_mode()
     runtime: str = "nvidia"
     caps: Capabilities | None = None
     jtop_socket: bool = False
 
     def argv(self, spec: EngineSpec) -> list[str]:
+        """The engine's command inside the container: the model under /models, the image's binary."""
         rel = Path(spec.model).resolve().relative_to(self.models_root.resolve()).as_posix()
-        return llama_server_argv(self.binary, replace(spec, model=f"{MODELS_MOUNT}/{rel}"), self.caps)
+        inner = replace(spec, model=f"{MODELS_MOUNT}/{rel}")
+        return flavors.get(spec.flavor).container_argv(inner, self.binary, self.caps or Capabilities())
 
     @property
     def models_volume(self) -> str:
@@ -107,29 +100,14 @@ def compose_service(spec: EngineSpec, target: ContainerTarget) -> str:
     return "\n".join(lines) + "\n"
 
 
-def exports(rt: Runtime, spec: EngineSpec, *, image: str | None = None) -> dict[str, str]:
-    """The three forms of ``spec`` for this panel's settings: native, docker_run, compose."""
-    from zoe_panel.engine.binary import find_llama_server
-    from zoe_panel.errors import ZoePanelError
-
-    eng = rt.docker_engine
-    target = ContainerTarget(
-        image=image or eng.image_ref(),
-        models_root=rt.store.root,
-        binary=rt.settings.docker_llama_server,
-        gpu=eng.gpu_mode(),
-        runtime=rt.settings.docker_runtime,
-        jtop_socket=rt.settings.jtop_socket.exists(),
-    )
-    try:
-        binary = find_llama_server(rt.settings)
-    except ZoePanelError:
-        binary = "llama-server"  # still a useful line to paste on a machine that has one
-    return {
-        "native": native_command(spec, binary),
-        "docker_run": docker_run_command(spec, target),
-        "compose": compose_service(spec, target),
-    }
+def exports(settings: Settings, spec: EngineSpec, target: ContainerTarget) -> dict[str, str]:
+    """The three forms of ``spec``: native (the flavour's command), docker_run, compose."""
+    forms = {"native": flavors.get(spec.flavor).native_command(spec, settings)}
+    if flavors.get(spec.flavor).runs_in_docker:
+        forms.update(docker_run=docker_run_command(spec, target), compose=compose_service(spec, target))
+    else:
+        forms.update(docker_run="# this flavour runs as a native process only", compose="")
+    return forms
 
 
 def _yaml_str(text: str) -> str:

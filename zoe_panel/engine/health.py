@@ -1,9 +1,9 @@
 """Readiness probes and port checks.
 
-llama-server answers ``/health`` 503 while loading and 200 when ready; its socket is bound
-before the model loads. llama-cpp-python's server has no /health and binds only after loading;
-``/v1/models`` there takes the model lock, so once it is up we only check the TCP port, which
-cannot cut a running stream short (REFERENCE.md §2).
+The flavour says how: llama-server answers ``/health`` 503 while loading and 200 when ready (its
+socket is bound before the model loads); llama-cpp-python's server has no /health and binds only
+after loading, and ``/v1/models`` there takes the model lock, so once it is up only the TCP port is
+checked, which cannot cut a running stream short (REFERENCE.md §2).
 """
 
 from __future__ import annotations
@@ -47,11 +47,14 @@ def _http() -> httpx.Client:
 
 
 def probe(spec: EngineSpec, *, loaded: bool, timeout_s: float = 1.0) -> Probe:
+    from zoe_panel.engine import flavors
+
+    flavor = flavors.get(spec.flavor)
     host = _client_host(spec.host)
     base = f"http://{host}:{spec.port}"
-    if spec.flavor == "llama-cpp-python" and loaded:
+    if flavor.tcp_probe_once_loaded and loaded:
         return _tcp_probe(host, spec.port, timeout_s)
-    path = "/health" if spec.flavor == "llama-server" else "/v1/models"
+    path = flavor.readiness_path
     try:
         try:
             r = _http().get(base + path, timeout=timeout_s, headers=auth_headers(spec.api_key))

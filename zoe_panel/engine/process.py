@@ -18,30 +18,14 @@ from typing import Any
 
 import psutil
 
-from zoe_panel.engine import argv as argvmod
+from zoe_panel.engine import flavors
 from zoe_panel.engine.base import EngineSpec, EngineState, EngineStatus
-from zoe_panel.engine.binary import capabilities, find_llama_server, python_server_available
+from zoe_panel.engine.exits import describe_exit
 from zoe_panel.engine.health import Probe, check_port_free, probe
 from zoe_panel.engine.logfile import read_stamped, tail_lines
-from zoe_panel.errors import BinaryNotFound, EngineError, EngineNotRunning, ZoePanelError
+from zoe_panel.errors import EngineError, EngineNotRunning, ZoePanelError
 from zoe_panel.jsonfile import StateFileError, make_private_dir, read_state, write_json_atomic
 from zoe_panel.settings import Settings
-
-
-def describe_exit(code: int | None) -> str:
-    if code is None:
-        return "unknown exit code"
-    if code > 128:
-        try:
-            name = signal.Signals(code - 128).name
-        except ValueError:
-            name = f"signal {code - 128}"
-        hint = {
-            137: " (the kernel's OOM killer, or kill -9: see the diagnosis)",
-            132: " (an instruction this CPU cannot run: see the diagnosis)",
-        }.get(code, "")
-        return f"exit code {code}, killed by {name}{hint}"
-    return f"exit code {code}"
 
 
 @dataclass(frozen=True)
@@ -143,6 +127,7 @@ def derive_status(
             pid=pid,
             exit_code=code,
             restarts=restarts,
+            restarting=True,
             reason=f"{describe_exit(code)}; restarting ({restarts} so far)",
             **common,
         )
@@ -172,30 +157,19 @@ class ProcessEngine:
         self.log_file = self.dir / "engine.log"
 
     # -- availability -------------------------------------------------------------------
-    def is_available(self, flavor: str | None = None) -> tuple[bool, str]:
-        flavor = flavor or self.settings.flavor
-        if flavor == "llama-cpp-python":
-            return python_server_available()
-        try:
-            return True, find_llama_server(self.settings)
-        except BinaryNotFound as e:
-            return False, str(e)
+    def is_available(self) -> tuple[bool, str]:
+        """Local processes always run; whether the engine program is installed is the flavour's
+        question (Start names what is missing)."""
+        return True, "native process"
 
-    def build_argv(self, spec: EngineSpec) -> list[str]:
-        if spec.flavor == "llama-cpp-python":
-            ok, detail = python_server_available()
-            if not ok:
-                raise BinaryNotFound(detail)
-            return argvmod.llama_cpp_python_argv(sys.executable, spec)
-        binary = find_llama_server(self.settings)
-        caps = capabilities(binary, self.settings.state_dir / "binaries.json")
-        return argvmod.llama_server_argv(binary, spec, caps)
+    def build_info(self) -> str:
+        return ""  # the flavour knows the binary's build
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self, spec: EngineSpec, *, run_id: str) -> EngineStatus:
-        if not Path(spec.model).is_file():
-            raise EngineError(f"model file {spec.model} does not exist")
-        argv = self.build_argv(spec)
+        flavor = flavors.get(spec.flavor)
+        flavor.check_model(spec)
+        argv = flavor.argv(spec, self.settings)
         check_port_free(spec.host, spec.port)
         make_private_dir(self.dir)  # engine commands, logs and the API key: the owner's only
         self._rotate_log()
@@ -210,7 +184,7 @@ class ProcessEngine:
         }
         self._write_meta(meta)
         env = dict(os.environ)
-        env.update(argvmod.engine_env(spec))
+        env.update(flavor.env(spec))
         # The supervisor runs from the state folder; make this very package importable there.
         package_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
@@ -228,6 +202,7 @@ class ProcessEngine:
             str(self.settings.restart_max),
             "--stop-timeout",
             str(self.settings.stop_timeout_s),
+            *(x for m in flavor.ready_markers for x in ("--ready-marker", m)),
             "--",
             *argv,
         ]
@@ -315,7 +290,9 @@ class ProcessEngine:
             for conn in psutil.net_connections(kind="tcp"):
                 if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
                     p = psutil.Process(conn.pid)
-                    if any(x in " ".join(p.cmdline()) for x in ("llama-server", "llama_cpp.server")):
+                    argv = p.cmdline()
+                    # the panel starts every engine with its port on the command line
+                    if str(port) in argv and any(a in ("--port", "-p") for a in argv):
                         return conn.pid, p.create_time(), os.getpgid(conn.pid)
         except (psutil.Error, OSError):
             return None

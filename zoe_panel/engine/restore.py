@@ -3,13 +3,15 @@ when the panel comes up and finds it gone (panel restart, machine reboot)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from zoe_panel.engine.base import EngineSpec, EngineStatus
-from zoe_panel.engine.controller import EngineController
 from zoe_panel.errors import ZoePanelError
 from zoe_panel.jsonfile import StateFileError, read_state, write_json_atomic
+
+if TYPE_CHECKING:
+    from zoe_panel.engine.service import EngineService
 
 
 class DesiredEngine:
@@ -23,22 +25,22 @@ class DesiredEngine:
         elif event == "stop":
             self.path.unlink(missing_ok=True)
 
-    def restore(self, controller: EngineController, audit: Callable[[str, str, str], None]) -> EngineStatus | None:
+    def restore(self, engine: EngineService) -> EngineStatus | None:
         """Start the remembered engine if none runs now; None when there was nothing to do."""
         try:
             desired = read_state(self.path, dict)
         except StateFileError as e:
-            audit("failed", "", str(e)[:300])
+            engine.audit("restore", "failed", client="panel", detail=str(e)[:300])
             return None
         if desired is None:
             return None
-        if controller.status(max_age_s=0).state.is_running:
+        if engine.status(max_age_s=0).state.is_running:
             return None  # still running: re-attached, nothing to restore
         try:
             spec = EngineSpec.from_json(desired["spec"])
-            status = controller.start(spec, backend=desired.get("backend", "process"))
+            status = engine.start(spec, backend=desired.get("backend", "process"), client="restore")
         except (ZoePanelError, KeyError, TypeError) as e:
-            audit("failed", "", str(e)[:300])
+            engine.audit("restore", "failed", client="panel", detail=str(e)[:300])
             return None
-        audit("ok", spec.model_name, "")
+        engine.audit("restore", "ok", client="panel", target=spec.model_name)
         return status

@@ -23,12 +23,10 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from zoe_panel.engine.exits import exit_code_of
 from zoe_panel.jsonfile import write_json_atomic
 
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-# Once one of these is seen the engine had loaded; a later crash is worth a restart, a crash
-# before it is a configuration problem (OOM at load, bad model) that a restart only repeats.
-READY_MARKERS = ("listening on", "server is listening", "Uvicorn running on", "model loaded")
 STABLE_S = 600.0  # uptime after which the restart budget is refilled
 
 
@@ -49,13 +47,6 @@ def process_identity(pid: int) -> tuple[float | None, str]:
         return None, ""
 
 
-def exit_code_of(returncode: int | None) -> int | None:
-    """Popen's -N (killed by signal N) as the shell and Docker report it: 128 + N."""
-    if returncode is None:
-        return None
-    return 128 - returncode if returncode < 0 else returncode
-
-
 class Supervisor:
     def __init__(self, args: argparse.Namespace) -> None:
         self.state_dir = Path(args.state)
@@ -66,6 +57,7 @@ class Supervisor:
         self.policy: str = args.restart
         self.restart_max: int = args.restart_max
         self.stop_timeout: float = args.stop_timeout
+        self.ready_markers: tuple[str, ...] = tuple(args.ready_marker)
         self.stopping = threading.Event()
         self.child: subprocess.Popen[bytes] | None = None
         self.restarts = 0
@@ -133,7 +125,9 @@ class Supervisor:
             for raw in iter(self.child.stdout.readline, b""):
                 text = ANSI_RE.sub("", raw.decode("utf-8", "replace").rstrip("\r\n"))
                 self.log_line(text, out)
-                if not self.loaded and any(m in text for m in READY_MARKERS):
+                # Once a marker is seen the engine had loaded: a later crash is worth a restart, a crash
+                # before it is a configuration problem (OOM at load, bad model) a restart only repeats.
+                if not self.loaded and any(m in text for m in self.ready_markers):
                     self.loaded = True
                     self.write_state("running", child_started_at=started)
         code = exit_code_of(self.child.wait()) or 0
@@ -192,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--restart", choices=("no", "on-failure"), default="no")
     p.add_argument("--restart-max", type=int, default=3)
     p.add_argument("--stop-timeout", type=float, default=10.0)
+    p.add_argument("--ready-marker", action="append", default=[], help="a log line meaning the model loaded")
     p.add_argument("argv", nargs=argparse.REMAINDER)
     args = p.parse_args(argv)
     if args.argv and args.argv[0] == "--":

@@ -77,7 +77,7 @@ def ready_engine(rt: Runtime) -> ReadyEngine:
     from zoe_panel.engine.base import EngineState
     from zoe_panel.errors import EngineNotRunning
 
-    st = rt.controller.status(max_age_s=0)
+    st = rt.engine.status(max_age_s=0)
     if st.state != EngineState.READY or st.spec is None or st.base_url is None:
         raise EngineNotRunning(f"no engine is READY (state {st.state.value}): start one first (start --wait 60)")
     return ReadyEngine(st, st.spec, st.base_url)
@@ -92,7 +92,7 @@ def provider_source(rt: Runtime, style: str = "zoe") -> str:
     # this run's chats, else those of earlier runs of the same model
     speed = measured_tokens_per_s(rt.history.chat_stats(run_id=eng.status.run_id))
     for run in rt.history.runs(model=spec.model_name, limit=20):
-        speed = speed or measured_tokens_per_s(rt.history.chat_stats(run_id=run["run_id"]))
+        speed = speed or measured_tokens_per_s(rt.history.chat_stats(run_id=run.run_id))
     try:
         mid = model_id(eng.base_url, spec.api_key)
     except Exception:  # noqa: BLE001 - the alias the engine was started with is the id it serves

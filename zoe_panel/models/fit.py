@@ -29,9 +29,11 @@ malloc'd tables: llama-server's RSS for SmolLM2 at ctx 2048 was 171 MiB against 
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from zoe_panel.engine import flavors
 from zoe_panel.engine.base import EngineSpec
 from zoe_panel.models.gguf_meta import GGUFInfo
 from zoe_panel.models.shape import ModelShape, model_shape
@@ -51,7 +53,17 @@ TYPE_BLOCKS: dict[str, tuple[int, int]] = {
     "iq4_nl": (32, 18),
 }
 OVERHEAD = {"cpu": 24 * MIB, "unified": 320 * MIB, "discrete": 600 * MIB}
-VERDICTS = ("fits", "tight", "will not fit")
+
+
+class Verdict(str, enum.Enum):
+    """Will the engine fit? A string enum: its value is what pages and JSON show."""
+
+    FITS = "fits"
+    TIGHT = "tight"
+    WONT_FIT = "will not fit"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 def pad(n: int, to: int = 256) -> int:
@@ -152,7 +164,7 @@ class Estimate:
         return self.available_bytes - self.need_bytes
 
     @property
-    def verdict(self) -> str:
+    def verdict(self) -> Verdict:
         return verdict(self.need_bytes, self.available_bytes)
 
     def to_json(self) -> dict[str, Any]:
@@ -174,24 +186,24 @@ class Estimate:
             "headroom_bytes": self.headroom_bytes,
             "memory_kind": self.budget.kind,
             "gpu_held_bytes": self.budget.gpu_held_bytes,
-            "verdict": self.verdict,
+            "verdict": self.verdict.value,
             "notes": list(self.notes),
             "calibration": self.calibration,
         }
 
 
-def verdict(need: int, available: int) -> str:
+def verdict(need: int, available: int) -> Verdict:
     """fits: leaves ≥ max(512 MiB, 10 %) free; tight: fits with less; else will not fit."""
     headroom = available - need
     if headroom >= max(512 * MIB, available // 10):
-        return "fits"
-    return "tight" if headroom >= 0 else "will not fit"
+        return Verdict.FITS
+    return Verdict.TIGHT if headroom >= 0 else Verdict.WONT_FIT
 
 
 # -- KV cache ------------------------------------------------------------------------------
 def context_layout(spec: EngineSpec, n_ctx_train: int) -> tuple[int, int, int]:
     """(n_ctx, n_ctx_seq, n_stream) as llama_context computes them."""
-    n_seq = max(1, spec.parallel if spec.flavor == "llama-server" else 1)
+    n_seq = flavors.get(spec.flavor).sequences(spec)
     n_ctx = pad(spec.ctx or n_ctx_train)
     if spec.kv_unified or n_seq == 1:
         return n_ctx, n_ctx, 1
@@ -201,7 +213,7 @@ def context_layout(spec: EngineSpec, n_ctx_train: int) -> tuple[int, int, int]:
 
 def kv_caches(shape: ModelShape, spec: EngineSpec) -> tuple[list[KVCache], int, int]:
     n_ctx, n_ctx_seq, n_stream = context_layout(spec, shape.n_ctx_train)
-    n_seq = max(1, spec.parallel if spec.flavor == "llama-server" else 1)
+    n_seq = flavors.get(spec.flavor).sequences(spec)
     fa = spec.flash_attn != "off"
     layers = shape.kv_layers
     if not layers:
@@ -233,7 +245,7 @@ def kv_caches(shape: ModelShape, spec: EngineSpec) -> tuple[list[KVCache], int, 
 
 
 def recurrent_bytes(shape: ModelShape, spec: EngineSpec) -> int:
-    n_seq = max(1, spec.parallel if spec.flavor == "llama-server" else 1)
+    n_seq = flavors.get(spec.flavor).sequences(spec)
     layers = [la for la in shape.layers if la.is_recurrent]
     return len(layers) * (shape.recurrent_r + shape.recurrent_s) * 4 * n_seq
 
@@ -244,7 +256,7 @@ def compute_bytes(shape: ModelShape, spec: EngineSpec, caches: list[KVCache]) ->
     fa = spec.flash_attn != "off"
     masks = sum(c.cells for c in caches) * ub * (2 if fa else 4)
     # llama-cpp-python keeps logits for every token of a batch: a ubatch × vocab f32 output
-    work = shape.n_vocab * 4 * (ub if spec.flavor == "llama-cpp-python" else 1)
+    work = shape.n_vocab * 4 * (ub if flavors.get(spec.flavor).keeps_all_logits else 1)
     if fa:
         return max(ffn, work) + masks + (0 if work > ffn else work)
     scores = max((c.cells for c in caches), default=0) * ub * 4 * max(1, shape.n_head)
@@ -263,7 +275,7 @@ def estimate(
 ) -> Estimate:
     shape = model_shape(info)
     caches, n_ctx, n_ctx_seq = kv_caches(shape, spec)
-    n_seq = max(1, spec.parallel if spec.flavor == "llama-server" else 1)
+    n_seq = flavors.get(spec.flavor).sequences(spec)
     offloaded = gpu_layers(shape, spec, budget)
     per_layer = info.layer_tensor_bytes
     on_gpu = sum(per_layer[: min(offloaded, len(per_layer))])
@@ -322,7 +334,7 @@ def max_context(
 
     def ok(ctx: int) -> bool:
         e = estimate(info, replace(base, ctx=ctx), budget, calibration=calibration)
-        return e.verdict != "will not fit"
+        return e.verdict != Verdict.WONT_FIT
 
     lo, hi = 0, top // 256
     if ok(hi * 256):

@@ -11,6 +11,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from zoe_panel.engine import defaults
 from zoe_panel.engine.argv import check_extra_args
 from zoe_panel.engine.base import CACHE_TYPES, FLASH_ATTN
 from zoe_panel.errors import ConfigError
@@ -19,14 +20,14 @@ from zoe_panel.jsonfile import read_cache, write_json_atomic
 
 @dataclass(frozen=True)
 class Preset:
-    ctx: int = 4096
-    n_gpu_layers: int = 999
-    cache_type_k: str = "f16"
-    cache_type_v: str = "f16"
-    flash_attn: str = "auto"
-    parallel: int = 4
-    kv_unified: bool = True
-    threads: int = 0
+    ctx: int = defaults.CTX
+    n_gpu_layers: int = defaults.N_GPU_LAYERS
+    cache_type_k: str = defaults.CACHE_TYPE
+    cache_type_v: str = defaults.CACHE_TYPE
+    flash_attn: str = defaults.FLASH_ATTN
+    parallel: int = defaults.PARALLEL
+    kv_unified: bool = defaults.KV_UNIFIED
+    threads: int = defaults.THREADS
     extra_args: tuple[str, ...] = field(default_factory=tuple)
     saved: bool = False  # False: computed default, not stored by the operator
 

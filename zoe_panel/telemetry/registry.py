@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 
 def _jetson() -> TelemetrySource:
-    from zoe_panel.telemetry.jetson import JetsonSource
+    from zoe_panel.telemetry.jtop_source import JetsonSource
 
     return JetsonSource()
 

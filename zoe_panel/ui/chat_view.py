@@ -9,6 +9,7 @@ import streamlit as st
 
 from zoe_panel.chat import ChatDelta, ChatParams, ChatStream
 from zoe_panel.chat_session import ChatSession, ChatTurn, stats_line
+from zoe_panel.engine import flavors
 from zoe_panel.engine.base import EngineState
 from zoe_panel.engine.metrics import engine_load
 from zoe_panel.errors import ZoePanelError
@@ -47,7 +48,7 @@ def _params() -> ChatParams:
 
 def chat_controls(chat: ChatSession) -> tuple[ChatParams, bool, str]:
     rt = get_runtime()
-    status = rt.controller.status()
+    status = rt.engine.status()
     ready = status.state == EngineState.READY
     why = "" if ready else f"Engine is {status.state.value}: start it on the Engine page"
     with st.sidebar:
@@ -88,7 +89,7 @@ def edit_box(chat: ChatSession) -> str | None:
 @st.fragment(run_every=2.0)
 def engine_load_line() -> None:
     rt = get_runtime()
-    st_ = rt.controller.status()
+    st_ = rt.engine.status()
     if st_.state == EngineState.READY and st_.base_url and st_.spec:
         with st.container(key="chat-engine-load"):
             st.caption("Engine: " + engine_load(st_.base_url, st_.spec.api_key).text())
@@ -123,8 +124,8 @@ def reply(chat: ChatSession, prompt: str | None, params: ChatParams, *, resend: 
         return
     if not resend:
         _render_turn(chat.turns[-1])
-    status = rt.controller.status()
-    progress_ok = status.spec is not None and status.spec.flavor == "llama-server"
+    status = rt.engine.status()
+    progress_ok = status.spec is not None and flavors.get(status.spec.flavor).streams_prompt_progress
     live = st.empty()
     last_draw = [0.0]
 

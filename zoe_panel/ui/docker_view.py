@@ -6,10 +6,9 @@ from typing import Any
 
 import streamlit as st
 
-from zoe_panel.engine import export
 from zoe_panel.engine.images import ImageMissing, PullProgress
 from zoe_panel.errors import ZoePanelError
-from zoe_panel.jetson import arch_support_note
+from zoe_panel.l4t import arch_support_note
 from zoe_panel.runtime import Runtime
 from zoe_panel.settings import BACKENDS
 from zoe_panel.ui.auth_view import audit
@@ -25,11 +24,11 @@ def backend_panel(rt: Runtime, model_arch: str | None) -> str:
         key="engine-backend",
         help="auto: Docker on a Jetson whose engine image is here, else the native llama-server",
     )
-    backend = rt.choose_backend(choice)
+    backend = rt.engine.choose_backend(choice)
     if backend != "docker":
         st.caption(f"backend: native process ({rt.settings.flavor})" if choice == "auto" else "")
         return backend
-    eng = rt.docker_engine
+    eng = rt.engine.docker
     image = eng.image_ref()
     try:
         caps, _ = eng.preflight(image)
@@ -57,7 +56,7 @@ def pull_with_progress(rt: Runtime, image: str) -> None:
         bar.progress(p.fraction, text=f"{image}: {p.status}")
 
     try:
-        rt.docker_engine.images.pull(image, show)
+        rt.engine.docker.images.pull(image, show)
     except ZoePanelError as e:
         st.error(md(e, inline=False))
         return
@@ -69,7 +68,7 @@ def export_panel(rt: Runtime, spec: Any) -> None:
     if spec is None:
         return
     with st.expander("Copy as command (native, docker run, compose)"):
-        forms = export.exports(rt, spec)
+        forms = rt.engine.exports(spec)
         st.code(forms["native"], language="bash")
         st.code(forms["docker_run"], language="bash")
         st.code(forms["compose"], language="yaml")

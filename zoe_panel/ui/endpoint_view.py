@@ -15,7 +15,7 @@ from zoe_panel.ui.widgets import md
 
 
 def endpoint_panel(rt: Runtime) -> None:
-    status = rt.controller.status()
+    status = rt.engine.status()
     spec = status.spec
     if status.state != EngineState.READY or spec is None or status.base_url is None:
         st.info(f"Engine is {status.state.value}: start it on the Engine page to hand it to clients.")

@@ -7,8 +7,10 @@ from typing import Any
 
 import streamlit as st
 
+from zoe_panel.engine import defaults
 from zoe_panel.engine.base import EngineState, EngineStatus
 from zoe_panel.engine.logfile import parse_stamped
+from zoe_panel.models.fit import Verdict
 from zoe_panel.runtime import Runtime
 from zoe_panel.ui.widgets import md, state_line
 
@@ -23,12 +25,12 @@ def init_form(rt: Runtime, names: list[str]) -> None:
         state["engine-model"] = names[0]
         apply_preset(rt)
     for key, value in (
-        ("engine-ctx", 4096),
-        ("engine-ngl", 999),
-        ("engine-cache-type", "f16"),
-        ("engine-parallel", 4),
+        ("engine-ctx", defaults.CTX),
+        ("engine-ngl", defaults.N_GPU_LAYERS),
+        ("engine-cache-type", defaults.CACHE_TYPE),
+        ("engine-parallel", defaults.PARALLEL),
         ("engine-threads", 0),
-        ("engine-flash-attn", "auto"),
+        ("engine-flash-attn", defaults.FLASH_ATTN),
     ):
         state.setdefault(key, value)
 
@@ -85,23 +87,23 @@ def spec_overrides(form: Mapping[str, Any]) -> dict[str, Any]:
     from zoe_panel.engine.argv import check_extra_args
     from zoe_panel.errors import ConfigError
 
-    flavor = str(form.get("engine-flavor", "llama-server"))
-    cache = str(form.get("engine-cache-type", "f16"))
+    flavor = str(form.get("engine-flavor", defaults.FLAVOR))
+    cache = str(form.get("engine-cache-type", defaults.CACHE_TYPE))
     try:
         extra = check_extra_args(shlex.split(str(form.get("engine-extra", "") or "")))
     except ValueError as e:
         raise ConfigError(f"extra arguments: {e}") from None
     return {
         "extra_args": extra,
-        "ctx": int(form.get("engine-ctx", 4096)),
-        "n_gpu_layers": int(form.get("engine-ngl", 999)),
+        "ctx": int(form.get("engine-ctx", defaults.CTX)),
+        "n_gpu_layers": int(form.get("engine-ngl", defaults.N_GPU_LAYERS)),
         "cache_type_k": cache,
         "cache_type_v": cache,
-        "parallel": 1 if flavor == "llama-cpp-python" else int(form.get("engine-parallel", 4)),
+        "parallel": int(form.get("engine-parallel", defaults.PARALLEL)),  # the flavour decides if slots exist
         "flavor": flavor,
-        "port": int(form.get("engine-port", 8088)),
+        "port": int(form.get("engine-port", defaults.PORT)),
         "threads": int(form.get("engine-threads", 0)),
-        "flash_attn": str(form.get("engine-flash-attn", "auto")),
+        "flash_attn": str(form.get("engine-flash-attn", defaults.FLASH_ATTN)),
     }
 
 
@@ -111,28 +113,20 @@ def start_from_form(rt: Runtime, form: Mapping[str, Any], backend: str | None = 
         from zoe_panel.errors import ConfigError
 
         raise ConfigError("pick a model first")
-    from zoe_panel.ui.auth_view import audit
+    from zoe_panel.ui.auth_view import client_address
 
     spec = rt.default_spec(str(model), **spec_overrides(form))
-    try:
-        status = rt.start_engine(spec, backend=backend)
-    except Exception as e:
-        audit(rt, "start", "refused", target=spec.model_name, detail=str(e)[:300])
-        raise
-    audit(rt, "start", "ok", target=spec.model_name, detail=f"ctx {spec.ctx} {status.backend}")
-    return status
+    return rt.engine.start(spec, backend=backend, client=client_address())
 
 
 def stop_engine(rt: Runtime) -> EngineStatus:
-    from zoe_panel.ui.auth_view import audit
+    from zoe_panel.ui.auth_view import client_address
 
-    status = rt.controller.stop()
-    audit(rt, "stop", "ok")
-    return status
+    return rt.engine.stop(client=client_address())
 
 
 def live_status(rt: Runtime) -> None:
-    status = rt.controller.status()
+    status = rt.engine.status()
     with st.container(key="engine-state"):
         st.markdown(state_line(status))
         if status.state == EngineState.FAILED:
@@ -142,17 +136,17 @@ def live_status(rt: Runtime) -> None:
             st.warning(md(status.reason, inline=False))
         elif status.state == EngineState.STARTING:
             st.caption(md(status.reason or "loading the model…"))
-        elif status.state == EngineState.READY and (note := rt.placement_note(status)):
+        elif status.state == EngineState.READY and (note := rt.engine.placement(status)):
             st.caption(f":material/memory: {md(note)}")
     with st.container(key="engine-log", height=360, autoscroll=True):
-        lines = [parse_stamped(x).render() for x in rt.controller.logs(300)]
+        lines = [parse_stamped(x).render() for x in rt.engine.logs(300)]
         st.code("\n".join(lines) or "(no log yet)", language=None, wrap_lines=True)
 
 
 VERDICT_BADGE = {
-    "fits": ":green-badge[:material/check: fits]",
-    "tight": ":orange-badge[:material/warning: tight]",
-    "will not fit": ":red-badge[:material/block: will not fit]",
+    Verdict.FITS: ":green-badge[:material/check: fits]",
+    Verdict.TIGHT: ":orange-badge[:material/warning: tight]",
+    Verdict.WONT_FIT: ":red-badge[:material/block: will not fit]",
 }
 
 
@@ -221,7 +215,7 @@ def estimate_panel(rt: Runtime, form: Mapping[str, Any]) -> str | None:
 
 
 def diagnosis_block(rt: Runtime, status: EngineStatus) -> None:
-    d = rt.diagnose(status)
+    d = rt.engine.diagnose(status)
     if d is None:
         return
     with st.container(key="engine-diagnosis"):

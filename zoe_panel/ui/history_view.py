@@ -10,7 +10,7 @@ from zoe_panel.runs_report import run_row, runs_rows, to_csv
 from zoe_panel.runtime import Runtime
 from zoe_panel.ui.charts import memory_figure
 from zoe_panel.ui.timeline import event_markers, window_markers
-from zoe_panel.ui.widgets import fmt_bytes
+from zoe_panel.ui.widgets import fmt_bytes, md
 
 MIB = 1024 * 1024
 
@@ -43,7 +43,7 @@ def _display(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def runs_table(rt: Runtime) -> list[dict[str, Any]]:
-    models = sorted({r["model"] for r in rt.history.runs() if r.get("model")})
+    models = sorted({r.model for r in rt.history.runs() if r.model})
     model = st.selectbox("Model", ["(all)", *models], key="history-model")
     rows = runs_rows(rt.history, model=None if model == "(all)" else model)
     shown = [_display(r) for r in rows]
@@ -59,21 +59,21 @@ def run_chart(rt: Runtime, run_id: str) -> None:
     run = rt.history.run(run_id)
     if run is None:
         return
-    start = (run.get("started_at") or 0) - 5
-    end = run.get("ended_at") or ((run.get("ready_at") or start) + 60)
+    start = (run.started_at or 0) - 5
+    end = run.ended_at or ((run.ready_at or start) + 60)
     samples = rt.history.samples(start, end)
     markers = event_markers(rt.history.events(run_id))
     _, predicted = window_markers(rt.history, start, end)
     fig = memory_figure(
         samples,
         markers=markers,
-        predicted_total_bytes=(run.get("estimate") or {}).get("total_bytes") or predicted,
+        predicted_total_bytes=run.predicted_total_bytes or predicted,
         height=360,
     )
     with st.container(key="history-chart"):
         st.plotly_chart(fig, key="history-plot")
-    if run.get("diagnosis"):
-        st.error(run["diagnosis"])
+    if run.diagnosis:
+        st.error(md(run.diagnosis, inline=False))
 
 
 def compare_runs(rt: Runtime, a: str, b: str) -> None:

@@ -159,7 +159,7 @@ def manage_panel(rt: Runtime, names: list[str]) -> None:
     if st.session_state.get("models-delete-pending") == name:
         st.warning(f"Delete {md(name)} from disk? This cannot be undone.")
         if st.button(f"Yes, delete {name}", key="models-delete-confirm", type="primary"):
-            status = rt.controller.status()
+            status = rt.engine.status()
             in_use = status.spec.model if status.spec and status.state.is_running else None
             removed = attempt(lambda: delete(rt.store, name, in_use=in_use))
             audit(rt, "delete", "ok" if removed else "refused", target=name)

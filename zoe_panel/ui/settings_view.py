@@ -8,14 +8,15 @@ from typing import Any
 
 import streamlit as st
 
+from zoe_panel.engine import flavors
 from zoe_panel.errors import ZoePanelError
 from zoe_panel.runtime import Runtime, set_runtime
-from zoe_panel.settings import BACKENDS, DOCKER_GPU, ENV_NAMES, FLAVORS, RESTART_POLICIES, TELEMETRY, save_settings_file
+from zoe_panel.settings import BACKENDS, DOCKER_GPU, ENV_NAMES, RESTART_POLICIES, TELEMETRY, save_settings_file
 from zoe_panel.ui.auth_view import audit
 from zoe_panel.ui.widgets import md
 
 CHOICES = {
-    "flavor": FLAVORS,
+    "flavor": flavors.names(),
     "backend": BACKENDS,
     "telemetry": TELEMETRY,
     "restart_policy": RESTART_POLICIES,
@@ -30,6 +31,7 @@ GROUPS = {
         "engine_host",
         "engine_port",
         "engine_api_key",
+        "default_max_tokens",
         "stop_timeout_s",
         "start_timeout_s",
         "restart_policy",
@@ -56,7 +58,7 @@ GROUPS = {
         "memory_bandwidth_gbps",
     ),
     "Files": ("models_dir", "cache_dir", "disk_margin_bytes", "upload_max_mb"),
-    "Access": ("session_timeout_s", "login_max_attempts", "login_lockout_s"),
+    "Access": ("session_timeout_s", "login_max_attempts", "login_lockout_s", "trusted_proxies"),
 }
 
 

@@ -23,11 +23,10 @@ def window_markers(history: History, start: float, end: float) -> tuple[list[Mar
     markers = event_markers([e for _, e in history.events_between(start, end)])
     predicted = None
     for run in history.runs_between(start, end):
-        if run.get("ready_at") and start <= run["ready_at"] <= end:
-            markers.append(Marker(run["ready_at"], f"READY in {run.get('time_to_ready_s') or 0:.1f} s", "ready"))
-        if run.get("outcome") == "failed" and run.get("ended_at") and start <= run["ended_at"] <= end:
-            reason = (run.get("reason") or "failed")[:60]
-            markers.append(Marker(run["ended_at"], f"FAILED: {reason}", "failure"))
-        est = run.get("estimate") or {}
-        predicted = est.get("total_bytes", predicted)
+        if run.ready_at and start <= run.ready_at <= end:
+            markers.append(Marker(run.ready_at, f"READY in {run.time_to_ready_s or 0:.1f} s", "ready"))
+        if run.outcome == "failed" and run.ended_at and start <= run.ended_at <= end:
+            reason = (run.reason or "failed")[:60]
+            markers.append(Marker(run.ended_at, f"FAILED: {reason}", "failure"))
+        predicted = run.predicted_total_bytes or predicted
     return sorted(markers, key=lambda m: m.t), predicted

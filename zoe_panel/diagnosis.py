@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from zoe_panel.engine import flavors
 from zoe_panel.engine.base import EngineSpec, EngineStatus
+from zoe_panel.engine.exits import SIGILL_EXIT
 from zoe_panel.engine.loadlog import MIB, LoadEvent
 from zoe_panel.engine.oomcheck import OomEvidence
 from zoe_panel.models.fit import Estimate
@@ -164,29 +166,17 @@ def diagnose(
     return None
 
 
-SIGILL_EXIT = 128 + 4
-SAFE_BUILD = "ZOE_BUILD_VARIANT=portable make llama-server"
-
-
 def illegal_instruction(spec: EngineSpec, backend: str, engine_version: str = "") -> Diagnosis:
     """Exit 132 (SIGILL): the binary was compiled for instructions this CPU lists but cannot run
     (VMs that list AMX and trap it, or a binary built on another machine)."""
     build = f" ({engine_version})" if engine_version else ""
     if backend == "docker":
         fixes: tuple[str, ...] = (
-            "the image's llama-server was compiled for another CPU: use an image built for this board, "
+            "the image's engine was compiled for another CPU: use an image built for this board, "
             "or build one here from the native build (scripts/build_engine_image.py)",
         )
-    elif spec.flavor == "llama-cpp-python":
-        fixes = (
-            "rebuild llama-cpp-python with the safe variant: ZOE_BUILD_VARIANT=portable make setup "
-            "(the panel builds its own wheel and checks it decodes)",
-        )
     else:
-        fixes = (
-            f"rebuild with the safe variant: {SAFE_BUILD} (runtime CPU dispatch, as upstream releases)",
-            "or run `make llama-server`: it smoke-runs each build and falls back by itself when one crashes",
-        )
+        fixes = flavors.get(spec.flavor).safe_rebuild
     return Diagnosis(
         "sigill",
         f"The engine binary{build} uses CPU instructions this machine cannot run (SIGILL, exit code 132).",
@@ -208,36 +198,3 @@ def _oom_phase(events: Sequence[LoadEvent]) -> str:
     if "model_buffer" in seen:
         return " allocating the KV cache"
     return " loading the weights"
-
-
-def _host_buffer(device: str) -> bool:
-    return device.upper().startswith("CPU") or device.upper() == "AMX"
-
-
-def placement(spec: EngineSpec, events: Sequence[LoadEvent]) -> str | None:
-    """For a loaded engine: where the weights really went, when that differs from what was asked.
-
-    A CPU-only llama-server accepts ``-ngl 999`` and silently keeps everything in RAM; on a discrete
-    GPU box that is the difference between 600 and 30 tokens/s, so say it out loud.
-    """
-    buffers = [e for e in events if e.phase == "model_buffer"]
-    if spec.n_gpu_layers <= 0 or not buffers:
-        return None
-    offload = [e for e in events if e.phase == "offload"]
-    on_gpu = offload[-1].detail.get("offloaded", 0) if offload else 0
-    # A runtime-dispatch build says "offloaded 31/31 layers to GPU" with no GPU at all: the weights'
-    # buffers tell where they really are (CPU, CPU_Mapped, CPU_REPACK, AMX are all system RAM).
-    if on_gpu == 0 or all(_host_buffer(e.device) for e in buffers):
-        why = (
-            "it found no usable GPU"
-            if any(e.phase == "warning" and e.detail.get("kind") == "no_gpu" for e in events)
-            else "this llama-server has no GPU backend (a CPU build)"
-        )
-        return (
-            f"GPU layers {spec.n_gpu_layers} were asked for, but the model runs on the CPU: {why}. "
-            "Everything is in system RAM."
-        )
-    total = offload[-1].detail.get("layers", 0)
-    if total and on_gpu < total and spec.n_gpu_layers >= total:
-        return f"Only {on_gpu}/{total} layers went to the GPU; the rest run on the CPU."
-    return None

@@ -11,7 +11,7 @@ from typing import Any
 
 from zoe_panel.engine.docker import DockerEngine
 from zoe_panel.errors import ZoePanelError
-from zoe_panel.jetson import cuda_mismatch, power_mode, proposed_images, read_l4t
+from zoe_panel.l4t import cuda_mismatch, power_mode, proposed_images, read_l4t
 from zoe_panel.settings import Settings
 from zoe_panel.telemetry.host import HostSource
 
@@ -33,7 +33,7 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def jetson_check(settings: Settings) -> CheckReport:
+def jetson_check(settings: Settings, docker: DockerEngine | None = None) -> CheckReport:
     r = CheckReport()
     l4t = read_l4t(settings.tegra_release)
     if l4t is None:
@@ -44,7 +44,7 @@ def jetson_check(settings: Settings) -> CheckReport:
         if not l4t.cuda:
             r.fixes.append(f"L4T {l4t.version} is not in the panel's table: set docker_image by hand")
     _native_build(settings, r)
-    _docker(settings, r, l4t)
+    _docker(settings, r, l4t, docker or DockerEngine(settings))
     sock = settings.jtop_socket
     r.facts["jtop service"] = f"socket {sock} present" if sock.exists() else f"no socket at {sock}"
     if l4t is not None and not sock.exists():
@@ -74,8 +74,7 @@ def _native_build(settings: Settings, r: CheckReport) -> None:
     r.facts["native engine"] = binary + (f": {build}" if build else " (not built by the panel; not smoke-checked)")
 
 
-def _docker(settings: Settings, r: CheckReport, l4t: Any) -> None:
-    eng = DockerEngine(settings)
+def _docker(settings: Settings, r: CheckReport, l4t: Any, eng: DockerEngine) -> None:
     ok, detail = eng.is_available()
     r.facts["docker"] = detail
     if not ok:

@@ -1,0 +1,19 @@
+"""Engine defaults, in one place: the spec's fields, the Engine page's form, presets and the
+estimate CLI all read them from here (they were written in four places)."""
+
+from __future__ import annotations
+
+CTX = 4096
+N_GPU_LAYERS = 999  # all; llama.cpp clamps to the layer count
+CACHE_TYPE = "f16"
+FLASH_ATTN = "auto"
+PARALLEL = 4  # what llama-server's automatic slots do
+KV_UNIFIED = True  # slots share one cache: memory does not grow with slots
+UBATCH = 512
+BATCH = 2048
+THREADS = 0  # the engine's own default
+N_PREDICT = 512  # tokens for a request that sets no max_tokens
+HOST = "127.0.0.1"
+PORT = 8088  # 8080 is often taken on Jetsons
+FLAVOR = "llama-server"
+IMAGE_BINARY = "llama-server"  # the engine program on an image's PATH (jetson-containers images)
