@@ -34,6 +34,10 @@ c1, c2, c3 = st.columns(3)
 with c1:
     st.selectbox("Model", [e.name for e in models], key="engine-model", on_change=apply_preset, args=(rt,))
     st.selectbox("Flavour", flavors.names(), key="engine-flavor")
+    if flavors.get(st.session_state["engine-flavor"]).multi_model:
+        st.caption("Router mode serves every model of the folder, each with its own preset.")
+        st.number_input("Models loaded at once (at most)", 1, 16, 4, key="engine-models-max")
+        st.number_input("Memory budget MiB (0 = available minus the floor)", 0, 1 << 20, 0, key="engine-budget-mib")
 with c2:
     st.number_input("Context size (tokens)", 256, 4_194_304, step=256, key="engine-ctx")
     st.number_input("GPU layers (999 = all)", 0, 999, key="engine-ngl")

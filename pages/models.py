@@ -6,6 +6,7 @@ from zoe_panel.runtime import get_runtime
 from zoe_panel.ui.boot import guard
 from zoe_panel.ui.library_view import hub_panel, jobs_panel, manage_panel, upload_panel, upload_progress
 from zoe_panel.ui.models_view import model_rows
+from zoe_panel.ui.router_view import is_router, models_panel
 from zoe_panel.ui.widgets import md
 
 guard()
@@ -24,6 +25,8 @@ for name, error in invalid:
     st.error(md(error if error.startswith(name) else f"{name}: {error}", inline=False))
 
 manage_panel(rt, [r["file"] for r in rows])
+if is_router(rt):
+    models_panel(rt, "models")
 
 st.subheader("Add a model")
 hub_tab, upload_tab = st.tabs(["From Hugging Face", "Upload"])

@@ -302,9 +302,11 @@ class ChatClient:
             body["return_progress"] = True
         return ChatStream(self._http(), "/v1/chat/completions", body, self.headers())
 
-    def complete(self, messages: list[dict[str, str]], params: ChatParams | None = None) -> tuple[str, ChatStats]:
+    def complete(
+        self, messages: list[dict[str, str]], params: ChatParams | None = None, *, model: str = ""
+    ) -> tuple[str, ChatStats]:
         """Stream to the end and return (text, stats): what the CLI and suites use."""
-        stream = self.stream(messages, params)
+        stream = self.stream(messages, params, model=model)
         for _ in stream:
             pass
         return stream.text, stream.stats

@@ -88,7 +88,16 @@ def cmd_start(rt: Runtime, args: argparse.Namespace) -> int:
         overrides["cache_type_k"] = overrides["cache_type_v"] = args.cache_type
     if args.kv_unified is not None:
         overrides["kv_unified"] = args.kv_unified
-    spec = rt.default_spec(args.model, **overrides)
+    if args.router:
+        if args.budget_mib is not None:
+            rt.admission.set_run_budget(args.budget_mib)
+        rt.admission.write_presets()
+        overrides.pop("flavor", None)
+        spec = rt.router_spec(models_max=args.models_max, **overrides)
+    elif not args.model:
+        raise ZoePanelError("start needs --model NAME (or --router, to serve the whole models folder)")
+    else:
+        spec = rt.default_spec(args.model, **overrides)
     if args.image:
         rt = Runtime(rt.settings.replace(docker_image=args.image), sampler=False)
     t0 = time.monotonic()
@@ -137,6 +146,7 @@ def cmd_stop(rt: Runtime, args: argparse.Namespace) -> int:
 def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
     status = rt.engine.status(max_age_s=0)
     data = status.to_json()
+    data["models"] = _models_json(rt)
     diagnosis = rt.engine.diagnose(status)
     data["diagnosis"] = diagnosis.text() if diagnosis else None
     data["placement"] = rt.engine.placement(status)
@@ -150,7 +160,58 @@ def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
         text += "\n" + diagnosis.text()
     if data["placement"]:
         text += f"\n  note: {data['placement']}"
+    for m in data["models"]:
+        text += f"\n  model {m['name']}: {m['state']}, {(m['predicted_bytes'] or 0) / 2**20:.0f} MiB predicted"
     _emit(args, data, text)
+    return 0
+
+
+def _models_json(rt: Runtime) -> list[dict[str, Any]]:
+    """The router's models with their state and predicted memory; [] for one-model engines."""
+    out = []
+    for slot in rt.engine.models():
+        try:
+            predicted: int | None = rt.predict_model(slot.name)
+        except ZoePanelError:
+            predicted = None
+        out.append({"name": slot.name, "state": slot.state, "predicted_bytes": predicted, "detail": slot.detail})
+    return out
+
+
+@command("load")
+def cmd_load(rt: Runtime, args: argparse.Namespace) -> int:
+    unloaded = rt.engine.load_model(args.name, admit=rt.admission, client="cli")
+    decision = rt.admission.decisions[-1] if rt.admission.decisions else None
+    t0 = time.monotonic()
+    state = _wait_model(rt, args.name, args.wait) if args.wait else "loading"
+    data = {
+        "model": args.name,
+        "state": state,
+        "unloaded_first": unloaded,
+        "decision": decision.text() if decision else "",
+        "load_s": round(time.monotonic() - t0, 2) if args.wait else None,
+    }
+    _emit(args, data, f"{args.name}: {state}" + (f" ({data['decision']})" if decision else ""))
+    return 0 if state in ("loaded", "loading") else 1
+
+
+def _wait_model(rt: Runtime, name: str, timeout_s: float) -> str:
+    from zoe_panel.engine.flavors.router import model_id
+
+    deadline = time.monotonic() + timeout_s
+    state = "loading"
+    while time.monotonic() < deadline:
+        state = next((m.state for m in rt.engine.models() if m.name == model_id(name)), "unknown")
+        if state not in ("loading", "unloaded"):
+            return state
+        time.sleep(0.1)
+    return state
+
+
+@command("unload")
+def cmd_unload(rt: Runtime, args: argparse.Namespace) -> int:
+    rt.engine.unload_model(args.name, client="cli")
+    _emit(args, {"model": args.name, "state": "unloaded"}, f"{args.name}: unloaded")
     return 0
 
 
@@ -164,7 +225,16 @@ def cmd_chat(rt: Runtime, args: argparse.Namespace) -> int:
         messages.append({"role": "system", "content": args.system})
     messages.append({"role": "user", "content": args.prompt})
     params = ChatParams(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed)
-    text, stats = client.complete(messages, params)
+    if not args.model and (slots := rt.engine.models()):
+        loaded = ", ".join(m.name for m in slots if m.state == "loaded") or "none"
+        raise ZoePanelError(f"the router serves several models: name one with --model (loaded: {loaded})")
+    if args.model:
+        from zoe_panel.engine.flavors.router import model_id
+
+        rt.admission.touch(args.model)
+        text, stats = client.complete(messages, params, model=model_id(args.model))
+    else:
+        text, stats = client.complete(messages, params)
     data = {"text": text, **stats.to_json()}
     summary = (
         f"{text}\n\n[ttft {stats.ttft_ms or 0:.0f} ms, {stats.gen_tokens_per_s or 0:.1f} tok/s, "
@@ -494,7 +564,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("start", help="start the engine")
-    s.add_argument("--model", required=True, help="a name in the models folder, or a path inside it")
+    s.add_argument("--model", help="a name in the models folder, or a path inside it")
+    s.add_argument("--router", action="store_true", help="serve every model of the folder (llama-server router)")
+    s.add_argument("--models-max", type=int, default=4, help="router: models loaded at once at most")
+    s.add_argument("--budget-mib", type=int, help="router: memory the loaded models may hold together")
     s.add_argument("--ctx", type=int)
     s.add_argument("--ngl", type=int, help="GPU layers (999 = all)")
     s.add_argument("--cache-type", choices=CACHE_TYPES)
@@ -513,8 +586,19 @@ def build_parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=help_text)
         s.add_argument("--json", action="store_true")
 
+    for name, help_text in (
+        ("load", "load a model into the router (after the memory admission)"),
+        ("unload", "unload a model from the router"),
+    ):
+        s = sub.add_parser(name, help=help_text)
+        s.add_argument("name")
+        if name == "load":
+            s.add_argument("--wait", type=float, metavar="SECONDS", help="wait until it is loaded")
+        s.add_argument("--json", action="store_true")
+
     s = sub.add_parser("chat", help="send one prompt to the running engine")
     s.add_argument("prompt")
+    s.add_argument("--model", help="router: the model to ask")
     s.add_argument("--system", default="")
     s.add_argument("--max-tokens", type=int, default=128)
     s.add_argument("--temperature", type=float, default=0.7)

@@ -19,8 +19,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from zoe_panel.admission import Admission
 from zoe_panel.auth import LoginLimiter
 from zoe_panel.chat import ChatClient
+from zoe_panel.engine import defaults, flavors
 from zoe_panel.engine.apikey import engine_api_key
 from zoe_panel.engine.base import EngineSpec, EngineState, EngineStatus
 from zoe_panel.engine.restore import DesiredEngine
@@ -80,6 +82,15 @@ class Runtime:
         self.login_limiter = LoginLimiter(settings.login_max_attempts, settings.login_lockout_s)
         self.presets = PresetStore(settings.state_dir / "presets.json")
         self.verify_log = VerifyLog(settings.state_dir / "verify.json")
+        self.admission = Admission(
+            settings.state_dir,
+            predict=self.predict_model,
+            preset_args=self._preset_args,
+            model_files=lambda: [e.name for e in self.store.entries() if e.ok and "/" not in e.name],
+            available=lambda: self.memory.budget().host_available_bytes,
+            budget_mib=lambda: self.settings.router_budget_mib,
+            floor_mib=lambda: self.settings.memory_floor_mib,
+        )
         self._chat: tuple[tuple[str, str], ChatClient] | None = None
         self._chat_lock = threading.Lock()
         self._bandwidth: Bandwidth | None = None
@@ -153,12 +164,14 @@ class Runtime:
     # -- runs -------------------------------------------------------------------------------
     def _describe_run(self, spec: EngineSpec) -> dict[str, Any]:
         out: dict[str, Any] = {"spec_json": json.dumps(spec.public_json())}
+        out["engine_version"] = self.engine.version(spec)
+        if flavors.get(spec.flavor).multi_model:
+            return out  # a router's models are predicted one by one, as they load (admission)
         try:
             out["estimate_json"] = json.dumps(self.memory.estimate(spec).to_json())
             out["model_size_bytes"] = self.store.info(Path(spec.model)).file_size_bytes
         except Exception as e:  # noqa: BLE001 - a model that vanished still gets a run row
             log.warning("no estimate for run: %s", e)
-        out["engine_version"] = self.engine.version(spec)
         return out
 
     def _diagnosis_text(self, status: EngineStatus, events: list[Any]) -> str:
@@ -228,6 +241,46 @@ class Runtime:
             n_predict=self.settings.default_max_tokens,
         )
         return replace(spec, **overrides) if overrides else spec
+
+    def router_spec(self, *, models_max: int = 4, **overrides: Any) -> EngineSpec:
+        """A router engine over the models folder (the presets file is written on start)."""
+        spec = EngineSpec(
+            model=str(self.store.ensure_root().resolve()),
+            host=self.settings.engine_host,
+            port=self.settings.engine_port,
+            flavor="router",
+            api_key=engine_api_key(self.settings),
+            n_predict=self.settings.default_max_tokens,
+            extra_args=("--models-max", str(models_max)),
+        )
+        return replace(spec, **overrides) if overrides else spec
+
+    def instance_spec(self, name: str) -> EngineSpec:
+        """How the router runs one of its models: the model's preset on a single-model llama-server."""
+        file = name if name.lower().endswith(".gguf") else name + ".gguf"
+        preset = self.preset_for(file)
+        fields = {k: v for k, v in preset.spec_fields().items() if k != "extra_args"}
+        return self.default_spec(file, flavor=defaults.FLAVOR, **fields)
+
+    def predict_model(self, name: str) -> int:
+        """Predicted memory of one router model, as the Engine page would predict it alone."""
+        return self.memory.estimate(self.instance_spec(name)).total_bytes
+
+    def _preset_args(self, file: str) -> dict[str, Any]:
+        spec = self.instance_spec(file)
+        args: dict[str, Any] = {
+            "ctx-size": spec.ctx,
+            "n-gpu-layers": spec.n_gpu_layers,
+            "cache-type-k": spec.cache_type_k,
+            "cache-type-v": spec.cache_type_v,
+            "flash-attn": spec.flash_attn,
+            "parallel": spec.parallel,
+            # booleans: the presets file negates with the no- prefix, not with false
+            "kv-unified" if spec.kv_unified else "no-kv-unified": True,
+        }
+        if spec.threads:
+            args["threads"] = spec.threads
+        return args
 
     # -- chat -------------------------------------------------------------------------------
     def bandwidth(self) -> Bandwidth:

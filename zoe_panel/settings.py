@@ -52,6 +52,8 @@ class Settings:
     engine_port: int = defaults.PORT
     engine_api_key: str = ""
     default_max_tokens: int = 512  # the engine's cap for requests that set no max_tokens (0 = none)
+    memory_floor_mib: int = 1024  # memory to keep free: the router's admission, the after-load alarm
+    router_budget_mib: int = 0  # memory the router's models may hold together; 0 = available - floor
     stop_timeout_s: float = 10.0
     start_timeout_s: float = 600.0
     restart_policy: str = "no"
@@ -156,6 +158,8 @@ def validate(s: Settings) -> Settings:
         (s.disk_margin_bytes >= 0, "disk_margin_bytes must be >= 0"),
         (s.upload_max_mb >= 0, "upload_max_mb must be >= 0"),
         (0 <= s.default_max_tokens <= 1_048_576, "default_max_tokens must be 0..1048576 (0 = no cap)"),
+        (s.memory_floor_mib >= 0, "memory_floor_mib must be >= 0"),
+        (s.router_budget_mib >= 0, "router_budget_mib must be >= 0 (0 = available memory minus the floor)"),
         (_valid_networks(s.trusted_proxies), "trusted_proxies must be IP addresses or networks, comma-separated"),
         (" " not in s.engine_host and s.engine_host != "", "engine_host must be an address"),
     ]

@@ -117,6 +117,12 @@ class Sampler:
             if self._proc is None or self._proc.pid != pid:
                 self._proc = psutil.Process(pid)
             rss = self._proc.memory_info().rss
+            # a router's models run in child processes of the engine: count the whole tree
+            for child in self._proc.children(recursive=True):
+                try:
+                    rss += child.memory_info().rss
+                except psutil.Error:
+                    pass
         except psutil.Error:
             self._proc = None
             return sample

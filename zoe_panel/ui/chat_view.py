@@ -90,7 +90,7 @@ def edit_box(chat: ChatSession) -> str | None:
 def engine_load_line() -> None:
     rt = get_runtime()
     st_ = rt.engine.status()
-    if st_.state == EngineState.READY and st_.base_url and st_.spec:
+    if st_.state == EngineState.READY and st_.base_url and st_.spec and not flavors.get(st_.spec.flavor).multi_model:
         with st.container(key="chat-engine-load"):
             st.caption("Engine: " + engine_load(st_.base_url, st_.spec.api_key).text())
 
@@ -112,9 +112,12 @@ def render_history(chat: ChatSession) -> None:
         _render_turn(turn)
 
 
-def reply(chat: ChatSession, prompt: str | None, params: ChatParams, *, resend: bool = False) -> None:
-    """Ask (or, with ``resend``, answer the last question again) and stream the answer."""
+def reply(chat: ChatSession, prompt: str | None, params: ChatParams, *, resend: bool = False, model: str = "") -> None:
+    """Ask (or, with ``resend``, answer the last question again) and stream the answer; ``model``
+    names the router's model to ask (loaded ones only: the router does not autoload)."""
     rt = get_runtime()
+    if model:
+        rt.admission.touch(model)
     try:
         if not resend:
             chat.ask(prompt or "")
@@ -144,7 +147,8 @@ def reply(chat: ChatSession, prompt: str | None, params: ChatParams, *, resend: 
 
     with st.chat_message("assistant"):
         try:
-            st.write_stream(chat.stream_text(client, params, on_event=on_event, return_progress=progress_ok))
+            extra = {"model": model} if model else {}
+            st.write_stream(chat.stream_text(client, params, on_event=on_event, return_progress=progress_ok, **extra))
         finally:
             last = chat.last_assistant()
             if last is not None and last.stats:

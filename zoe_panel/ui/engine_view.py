@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from zoe_panel.engine import defaults
+from zoe_panel.engine import defaults, flavors
 from zoe_panel.engine.base import EngineState, EngineStatus
 from zoe_panel.engine.logfile import parse_stamped
 from zoe_panel.models.fit import Verdict
@@ -115,6 +115,11 @@ def start_from_form(rt: Runtime, form: Mapping[str, Any], backend: str | None = 
         raise ConfigError("pick a model first")
     from zoe_panel.ui.auth_view import client_address
 
+    if flavors.get(str(form.get("engine-flavor", defaults.FLAVOR))).multi_model:
+        from zoe_panel.ui.router_view import start_router
+
+        start_router(rt, int(form.get("engine-models-max", 4)), int(form.get("engine-budget-mib", 0)))
+        return rt.engine.status(max_age_s=0)
     spec = rt.default_spec(str(model), **spec_overrides(form))
     return rt.engine.start(spec, backend=backend, client=client_address())
 
@@ -138,6 +143,10 @@ def live_status(rt: Runtime) -> None:
             st.caption(md(status.reason or "loading the model…"))
         elif status.state == EngineState.READY and (note := rt.engine.placement(status)):
             st.caption(f":material/memory: {md(note)}")
+    if status.state == EngineState.READY and status.spec and flavors.get(status.spec.flavor).multi_model:
+        from zoe_panel.ui.router_view import models_panel
+
+        models_panel(rt, "engine")
     with st.container(key="engine-log", height=360, autoscroll=True):
         lines = [parse_stamped(x).render() for x in rt.engine.logs(300)]
         st.code("\n".join(lines) or "(no log yet)", language=None, wrap_lines=True)

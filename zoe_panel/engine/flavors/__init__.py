@@ -101,6 +101,7 @@ class Flavor:
 _BUILTIN = {
     "llama-server": "zoe_panel.engine.flavors.llama_server:FLAVOR",
     "llama-cpp-python": "zoe_panel.engine.flavors.llama_cpp_python:FLAVOR",
+    "router": "zoe_panel.engine.flavors.router:FLAVOR",
 }
 _EXTRA: dict[str, Flavor] = {}
 
