@@ -4,6 +4,7 @@ import streamlit as st
 
 from zoe_panel.errors import ZoePanelError
 from zoe_panel.runtime import get_runtime
+from zoe_panel.ui.alarm_view import alarm_toast
 from zoe_panel.ui.auth_view import allowed, login_page, logout_button
 from zoe_panel.ui.boot import app_run, follow_deep_link, mark_app_seen, once_notice, startup_error
 from zoe_panel.ui.widgets import state_line
@@ -40,6 +41,7 @@ follow_deep_link(pages)
 def engine_badge() -> None:
     st.caption("Engine")
     st.markdown(state_line(rt.engine.status()))
+    alarm_toast(rt)
 
 
 once_notice(rt.history.notice)

@@ -9,20 +9,16 @@ import sys
 from common import MIB, ROOT, Table, scratch_runtime
 
 sys.path.insert(0, str(ROOT / "tests"))
-from kv_cases import CASES, SYNTH
+from kv_cases import CASES, write_synth_models
 
 from zoe_panel.models.demo import SMOLLM2
-from zoe_panel.models.synth import read_tokenizer, write_synthetic
 from zoe_panel.trial import trial_run
 
 
 def main(smoke: bool = False) -> Table:
     cases = CASES[:3] if smoke else CASES
     rt = scratch_runtime()
-    tok = read_tokenizer(rt.store.root / SMOLLM2.filename)
-    for name, shape in SYNTH.items():
-        if any(c.model == name for c in cases):
-            write_synthetic(rt.store.root / name, shape, tok, seed=len(name))
+    write_synth_models(rt.store.root, rt.store.root / SMOLLM2.filename, {c.model for c in cases})
     t = Table(
         f"6. Estimator accuracy over the KV matrix ({len(cases)} configurations, real llama-server)",
         [

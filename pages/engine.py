@@ -55,6 +55,9 @@ with st.expander("Advanced"):
     a1.number_input("Port", 1, 65535, key="engine-port")
     a2.number_input("Threads (0 = default)", 0, 256, key="engine-threads")
     a3.selectbox("Flash attention", FLASH_ATTN, key="engine-flash-attn")
+    m1, m2 = st.columns(2)
+    m1.number_input("Prompt cache MiB (-1 = sized from free memory, 0 = off)", -1, 1 << 20, key="engine-cache-ram")
+    m2.number_input("Context checkpoints per slot", 0, 1024, key="engine-checkpoints")
     st.text_input("Extra llama-server arguments", key="engine-extra", placeholder="--temp 0.7 --mlock")
 st.caption(st.session_state.get("engine-preset-note", ""))
 

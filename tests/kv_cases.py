@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zoe_panel.models.demo import GEMMA3_270M, SMOLLM2
@@ -26,6 +27,24 @@ SYNTH = {
         arch="gemma3", n_layer=9, n_embd=128, n_head=2, n_head_kv=1, head_dim=128, sliding_window=384, swa_pattern=3
     ),
 }
+
+
+# A synthetic model with a vocabulary of neither real tokenizer (SmolLM2's + 100k tokens): the
+# engine's tables are predicted per entry from the two real ones, this case checks it elsewhere.
+SYNTH_EXTRA_VOCAB = {"synth-llama-bigvocab.gguf": 100_000}
+SYNTH["synth-llama-bigvocab.gguf"] = SynthShape(n_layer=4, n_embd=128, n_head=4, n_head_kv=2)
+
+
+def write_synth_models(folder: Path, tokenizer_source: Path, only: set[str] | None = None) -> None:
+    """Write the matrix's synthetic models (those in ``only``, or all) into ``folder``."""
+    from zoe_panel.models.synth import extend_vocab, read_tokenizer, write_synthetic
+
+    tok = read_tokenizer(tokenizer_source)
+    for name, shape in SYNTH.items():
+        if only is not None and name not in only:
+            continue
+        extra = SYNTH_EXTRA_VOCAB.get(name, 0)
+        write_synthetic(folder / name, shape, extend_vocab(tok, extra) if extra else tok, seed=len(name))
 
 
 @dataclass(frozen=True)
@@ -88,4 +107,5 @@ CASES = [
     Case("synth-gemma3-swa6.gguf", 2048),
     Case("synth-gemma3-swa6.gguf", 2048, parallel=3),
     Case("synth-gemma3-swa3.gguf", 4096, cache="q8_0"),
+    Case("synth-llama-bigvocab.gguf", 2048),
 ]

@@ -151,6 +151,8 @@ def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
     data["diagnosis"] = diagnosis.text() if diagnosis else None
     data["placement"] = rt.engine.placement(status)
     data["engine_build"] = rt.engine.version(status.spec) if status.spec else None
+    alarm = rt.memory_alarm()
+    data["memory_alarm"] = alarm.to_json() if alarm else None
     text = f"engine {data['state'].upper()}"
     if status.spec:
         text += f" {data['model']} at {data['base_url']} ({data['backend']}/{data['flavor']}, pid {data['pid']})"
@@ -162,6 +164,8 @@ def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
         text += f"\n  note: {data['placement']}"
     for m in data["models"]:
         text += f"\n  model {m['name']}: {m['state']}, {(m['predicted_bytes'] or 0) / 2**20:.0f} MiB predicted"
+    if alarm:
+        text += f"\n  MEMORY ALARM: {alarm.message()}"
     _emit(args, data, text)
     return 0
 
@@ -329,16 +333,10 @@ def cmd_estimate(rt: Runtime, args: argparse.Namespace) -> int:
         f"{spec.model_name} at ctx {spec.ctx} ({est.n_ctx} cells), {spec.cache_type_k}/{spec.cache_type_v}, "
         f"{spec.parallel} slot(s), {'unified' if spec.kv_unified else 'split'} KV:"
     ]
-    lines += [f"  weights  {est.weights_bytes / mib:10.1f} MiB"]
     lines += [
-        f"  KV {c.name:<6}{c.bytes / mib:10.2f} MiB  ({c.cells} cells x {c.layers} layers x {c.streams})"
-        for c in est.kv
+        f"  {stage:<11} {part:<26} {n / mib:10.1f} MiB  {detail}".rstrip() for stage, part, n, detail in est.parts()
     ]
-    lines += [
-        f"  compute  {est.compute_bytes / mib:10.1f} MiB (approx.)",
-        f"  total    {est.total_bytes / mib:10.1f} MiB",
-        f"  available {est.available_bytes / mib:9.1f} MiB -> {est.verdict.upper()}",
-    ]
+    lines += [f"  verdict: {est.verdict.upper()}"]
     if est.budget.gpu_held_bytes is not None:
         lines += [f"  GPU already holds {est.budget.gpu_held_bytes / mib:.1f} MiB ({est.budget.kind} memory)"]
     lines += [f"  note: {n}" for n in est.notes]

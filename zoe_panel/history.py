@@ -34,7 +34,9 @@ CREATE TABLE IF NOT EXISTS runs (
     reason TEXT, diagnosis TEXT, exit_code INTEGER, restarts INTEGER DEFAULT 0,
     baseline_ram_used_bytes INTEGER, baseline_gpu_bytes INTEGER,
     peak_ram_used_bytes INTEGER, peak_engine_rss_bytes INTEGER, peak_gpu_bytes INTEGER,
-    time_to_ready_s REAL
+    time_to_ready_s REAL,
+    ready_rss_bytes INTEGER, peak_after_ready_rss_bytes INTEGER, binary_rss_bytes INTEGER,
+    load_progress_json TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_model ON runs(model);
 CREATE TABLE IF NOT EXISTS events (
@@ -80,7 +82,18 @@ RUN_FIELDS = (
     "peak_engine_rss_bytes",
     "peak_gpu_bytes",
     "time_to_ready_s",
+    "ready_rss_bytes",
+    "peak_after_ready_rss_bytes",
+    "binary_rss_bytes",
+    "load_progress_json",
 )
+# Columns added after the first release, with their types: an older history file gains them.
+ADDED_RUN_COLUMNS = {
+    "ready_rss_bytes": "INTEGER",
+    "peak_after_ready_rss_bytes": "INTEGER",
+    "binary_rss_bytes": "INTEGER",
+    "load_progress_json": "TEXT",
+}
 
 
 class History:
@@ -108,6 +121,10 @@ class History:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
                 db.executescript(SCHEMA)
+                have = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+                for column, kind in ADDED_RUN_COLUMNS.items():
+                    if column not in have:
+                        db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
                 db.execute("SELECT COUNT(*) FROM runs").fetchone()
         except sqlite3.DatabaseError:
             db.close()
@@ -156,7 +173,14 @@ class History:
         for k, v in fields.items():
             if k.startswith("peak_"):
                 sets.append(f"{k} = MAX(COALESCE({k}, 0), ?)")
-            elif k in ("ready_at", "time_to_ready_s", "baseline_ram_used_bytes", "baseline_gpu_bytes", "started_at"):
+            elif k in (
+                "ready_at",
+                "time_to_ready_s",
+                "baseline_ram_used_bytes",
+                "baseline_gpu_bytes",
+                "started_at",
+                "ready_rss_bytes",
+            ):
                 sets.append(f"{k} = COALESCE({k}, ?)")  # first value wins
             else:
                 sets.append(f"{k} = ?")
@@ -326,16 +350,38 @@ class Run:
     peak_engine_rss_bytes: int | None = None
     peak_gpu_bytes: int | None = None
     time_to_ready_s: float | None = None
+    ready_rss_bytes: int | None = None  # the engine's RSS when it became READY
+    peak_after_ready_rss_bytes: int | None = None  # its highest RSS while serving
+    binary_rss_bytes: int | None = None  # resident pages of its binary and libraries
+    # How far a failed load got: {"phase", "reported_bytes", "predicted_at_ready_bytes", "share"}
+    load_progress: dict[str, Any] = field(default_factory=dict)
 
     @property
     def predicted_total_bytes(self) -> int | None:
         value = self.estimate.get("total_bytes")
         return int(value) if value is not None else None
 
+    @property
+    def predicted_at_ready_bytes(self) -> int | None:
+        """At READY; runs recorded before the after-load parts existed had only this, as the total."""
+        value = self.estimate.get("at_ready_bytes", self.estimate.get("total_bytes"))
+        return int(value) if value is not None else None
+
+    @property
+    def growth_after_ready_bytes(self) -> int | None:
+        if self.ready_rss_bytes is None or self.peak_after_ready_rss_bytes is None:
+            return None
+        return max(0, int(self.peak_after_ready_rss_bytes) - int(self.ready_rss_bytes))
+
+    @property
+    def after_load_cap_bytes(self) -> int | None:
+        value = self.estimate.get("after_load_bytes")
+        return int(value) if value is not None else None
+
 
 def _run_of(row: sqlite3.Row) -> Run:
     d = dict(row)
-    for key in ("spec_json", "estimate_json"):
+    for key in ("spec_json", "estimate_json", "load_progress_json"):
         raw = d.pop(key, None)
         d[key.removesuffix("_json")] = json.loads(raw) if raw else {}
     d["restarts"] = d.get("restarts") or 0

@@ -15,7 +15,7 @@ from zoe_panel.engine.loadlog import LoadEvent
 from zoe_panel.engine.oomcheck import OomEvidence
 from zoe_panel.engine.oomcheck import evidence as oom_evidence
 from zoe_panel.history import History, Run
-from zoe_panel.models.fit import Estimate, MemoryBudget, estimate, max_context
+from zoe_panel.models.fit import Estimate, MemoryBudget, estimate, max_context, repack_types
 from zoe_panel.models.store import ModelStore
 from zoe_panel.telemetry.base import Sample
 from zoe_panel.telemetry.host import HostSource
@@ -24,21 +24,29 @@ CACHE_CHOICES = ("f16", "q8_0", "q4_0")
 
 
 def memory_kind(
-    source_name: str, meminfo_sample: Sample | None, tegra_release: Path = Path("/etc/nv_tegra_release")
+    source_name: str,
+    meminfo_sample: Sample | None,
+    tegra_release: Path = Path("/etc/nv_tegra_release"),
+    *,
+    gpu_total_bytes: int | None = None,
 ) -> str:
-    """unified (Jetson: CPU and GPU share RAM), discrete (NVML GPU) or cpu."""
+    """unified (Jetson: CPU and GPU share RAM), discrete (a GPU NVML reports) or cpu. Decided by
+    the hardware, not by the telemetry source: a panel sampling /proc/meminfo on an H200 machine
+    (or the CLI, which samples nothing) still has a discrete GPU."""
     if source_name == "jetson" or tegra_release.exists():
         return "unified"
     if meminfo_sample is not None and meminfo_sample.source == "host" and meminfo_sample.gpu_mem_used_bytes is not None:
         return "unified"  # NvMapMemUsed in /proc/meminfo: a Jetson without the jtop service
-    if source_name == "nvml":
+    if source_name == "nvml" or gpu_total_bytes:
         return "discrete"
     return "cpu"
 
 
 def measured_bytes(run: Run) -> int | None:
-    """What a past run really took: the engine's RSS plus what it added on the GPU."""
-    if not run.peak_engine_rss_bytes:
+    """What a past run really took up to READY: the engine's RSS plus what it added on the GPU.
+    None for a load that failed: it stopped part way, so its peak says how far it got, not how
+    wrong the estimate was (see load_progress)."""
+    if not run.peak_engine_rss_bytes or run.outcome == "failed" or run.ready_at is None:
         return None
     return int(run.peak_engine_rss_bytes) + int(run.peak_gpu_bytes or 0)
 
@@ -61,8 +69,9 @@ class MemoryAdvisor:
 
     def budget(self) -> MemoryBudget:
         sample = self.latest_sample() or HostSource().sample()
-        kind = memory_kind(self.source_name(), sample)
-        free, total = self.gpu_free() if kind == "discrete" else (None, None)
+        probe = memory_kind(self.source_name(), sample)
+        free, total = self.gpu_free() if probe != "unified" else (None, None)
+        kind = memory_kind(self.source_name(), sample, gpu_total_bytes=total)
         note = f"{kind}: MemAvailable from /proc/meminfo"
         held: int | None = None
         if kind == "unified":
@@ -71,14 +80,39 @@ class MemoryAdvisor:
         elif kind == "discrete":
             held = total - free if free is not None and total is not None else sample.gpu_mem_used_bytes
             note = "GPU memory free from NVML; host MemAvailable for the rest"
-        return MemoryBudget(kind, sample.ram_available_bytes, free, total, note, gpu_held_bytes=held)
+        return MemoryBudget(
+            kind,
+            sample.ram_available_bytes,
+            free,
+            total,
+            note,
+            gpu_held_bytes=held,
+            repack_types=self.repack_types(),
+            host_total_bytes=sample.ram_total_bytes,
+        )
+
+    @staticmethod
+    def repack_types() -> tuple[str, ...]:
+        import platform
+
+        from zoe_panel.build.variants import cpu_flags
+
+        return repack_types(platform.machine(), cpu_flags())
+
+    def binary_bytes(self, spec: EngineSpec) -> int | None:
+        """The engine's binary and libraries as resident pages, as History last measured them for
+        this model's runs of the same flavour (None: not measured yet)."""
+        for run in self.history.runs(limit=50):
+            if run.flavor == spec.flavor and run.binary_rss_bytes:
+                return int(run.binary_rss_bytes)
+        return None
 
     def calibration(self, model_name: str) -> dict[str, Any]:
         """How far reality was from the estimate for this model on this machine."""
         ratios = []
         for run in self.history.runs(model=model_name, limit=50):
             measured = measured_bytes(run)
-            predicted = run.predicted_total_bytes
+            predicted = run.predicted_at_ready_bytes
             if measured and predicted and run.outcome in ("ready", "stopped"):
                 ratios.append(measured / predicted)
         if not ratios:
@@ -93,7 +127,7 @@ class MemoryAdvisor:
     def estimate(self, spec: EngineSpec, *, calibrated: bool = True, budget: MemoryBudget | None = None) -> Estimate:
         info = self.store.info(Path(spec.model))
         cal = self.calibration(spec.model_name) if calibrated else {}
-        return estimate(info, spec, budget or self.budget(), calibration=cal)
+        return estimate(info, spec, budget or self.budget(), calibration=cal, binary_bytes=self.binary_bytes(spec))
 
     def max_contexts(self, spec: EngineSpec, budget: MemoryBudget | None = None) -> dict[str, int]:
         info = self.store.info(Path(spec.model))

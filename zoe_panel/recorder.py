@@ -8,6 +8,7 @@ time to READY, and the outcome with its diagnosis.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from zoe_panel.engine.base import EngineSpec, EngineState, EngineStatus
-from zoe_panel.engine.loadlog import LoadEvent, parse_lines
+from zoe_panel.engine.loadlog import LoadEvent, load_progress, parse_lines
 from zoe_panel.engine.logfile import parse_stamped
 from zoe_panel.history import History
 from zoe_panel.telemetry.base import Sample
@@ -37,6 +38,10 @@ class _Run:
     ready_at: float | None = None
     ended: bool = False
     events: list[LoadEvent] = field(default_factory=list)
+    ready_rss: int | None = None
+    after_peak: int = 0
+    pid: int | None = None
+    model_path: str = ""
 
 
 class RunRecorder:
@@ -61,6 +66,11 @@ class RunRecorder:
         self._last_stored_t = 0.0
         self.keep_days = keep_days
         self.latest: Sample | None = None
+
+    def ready_rss(self) -> int | None:
+        """The current run's RSS at READY (None before READY or without a run)."""
+        run = self._run
+        return run.ready_rss if run is not None and not run.ended else None
 
     @property
     def current_events(self) -> list[LoadEvent]:
@@ -90,9 +100,13 @@ class RunRecorder:
         )
         if run is not None and not run.ended:
             self._harvest_log(run)
-            if sample is not None and loading:
+            if status.pid:
+                run.pid = status.pid
+            if sample is not None and status.state == EngineState.STARTING:
                 self._peaks(run, sample)
-            self._transition(run, status)
+            self._transition(run, status, sample)
+            if sample is not None and status.state == EngineState.READY and run.ready_at is not None:
+                self._after_ready(run, sample)
         if sample is not None and (loading or sample.t - self._last_stored_t >= IDLE_STORE_S):
             # every sample of a load; one every IDLE_STORE_S otherwise (weeks of 1 Hz would be GBs)
             self._last_stored_t = sample.t
@@ -123,6 +137,11 @@ class RunRecorder:
             run.ready_at = existing.ready_at
             run.ended = existing.outcome in ("failed", "stopped")
         fields: dict[str, object] = {"started_at": run.started_at, "backend": status.backend}
+        if status.spec is not None:
+            run.model_path = status.spec.model
+        if existing is not None:
+            run.ready_rss = existing.ready_rss_bytes
+            run.after_peak = existing.peak_after_ready_rss_bytes or 0
         if status.spec is not None and existing is None:
             fields.update(model=status.spec.model_name, model_path=status.spec.model, flavor=status.spec.flavor)
             fields.update(self.describe(status.spec))
@@ -164,25 +183,48 @@ class RunRecorder:
             fields["peak_gpu_bytes"] = gpu
         self.history.upsert_run(run.run_id, **fields)
 
-    def _transition(self, run: _Run, status: EngineStatus) -> None:
+    def _after_ready(self, run: _Run, s: Sample) -> None:
+        """The engine's growth while it serves: RSS above its READY level (prompt cache,
+        checkpoints, compute pages), written when it rises by a MiB or more."""
+        if s.engine_rss_bytes is None:
+            return
+        if run.ready_rss is None:
+            run.ready_rss = s.engine_rss_bytes
+            self.history.upsert_run(run.run_id, ready_rss_bytes=s.engine_rss_bytes)
+        if s.engine_rss_bytes > run.after_peak + (1 << 20):
+            run.after_peak = s.engine_rss_bytes
+            self.history.upsert_run(run.run_id, peak_after_ready_rss_bytes=s.engine_rss_bytes)
+
+    def _transition(self, run: _Run, status: EngineStatus, sample: Sample | None = None) -> None:
         state = status.state
         if state == run.state and state != EngineState.READY:
             return
         if state == EngineState.READY and run.ready_at is None:
             run.ready_at = time.time()
-            self.history.upsert_run(
-                run.run_id,
-                outcome="ready",
-                ready_at=run.ready_at,
-                time_to_ready_s=run.ready_at - run.started_at,
-                restarts=status.restarts,
-            )
+            fields: dict[str, object] = {
+                "outcome": "ready",
+                "ready_at": run.ready_at,
+                "time_to_ready_s": run.ready_at - run.started_at,
+                "restarts": status.restarts,
+            }
+            if sample is not None:
+                # the READY sample counts toward the load's peak (warm-up has run by now)
+                self._peaks(run, sample)
+            binary = binary_rss(run.pid, run.model_path) if run.pid else None
+            if binary:
+                fields["binary_rss_bytes"] = binary
+            self.history.upsert_run(run.run_id, **fields)
         elif state == EngineState.STARTING and run.state in (EngineState.FAILED, EngineState.READY):
             run.ready_at = None  # a supervisor restart: track the new load
             self.history.upsert_run(run.run_id, outcome="running", restarts=status.restarts)
         elif state == EngineState.FAILED and run.state != EngineState.FAILED:
             self._harvest_log(run)
             restarting = status.restarting
+            failed_load = run.ready_at is None
+            stored = self.history.run(run.run_id)
+            progress = (
+                load_progress(run.events, stored.predicted_at_ready_bytes if stored else None) if failed_load else {}
+            )
             self.history.upsert_run(
                 run.run_id,
                 outcome="running" if restarting else "failed",
@@ -191,6 +233,7 @@ class RunRecorder:
                 restarts=status.restarts,
                 ended_at=None if restarting else time.time(),
                 diagnosis=self.diagnose(status, run.events),
+                load_progress_json=json.dumps(progress) if progress else None,
             )
             run.ended = not restarting
         elif state == EngineState.STOPPED:
@@ -199,3 +242,21 @@ class RunRecorder:
             )
             run.ended = True
         run.state = state
+
+
+def binary_rss(pid: int, model_path: str = "") -> int | None:
+    """Resident pages of the engine's binary and shared libraries: file-backed mappings other
+    than the model (and device files). The estimate's process overhead, measured."""
+    import psutil
+
+    try:
+        maps = psutil.Process(pid).memory_maps(grouped=True)
+    except (psutil.Error, OSError):
+        return None
+    total = 0
+    for m in maps:
+        path = m.path
+        if not path.startswith("/") or path.startswith("/dev/") or path.endswith(".gguf") or path == model_path:
+            continue
+        total += int(m.rss)
+    return total or None

@@ -6,7 +6,7 @@ import csv
 import io
 from typing import Any
 
-from zoe_panel.engine.loadlog import load_summary
+from zoe_panel.engine.loadlog import load_summary, progress_text
 from zoe_panel.history import History, Run
 from zoe_panel.memory import measured_bytes
 
@@ -17,7 +17,7 @@ def run_row(history: History, run: Run) -> dict[str, Any]:
     spec, est = run.spec, run.estimate
     reported = load_summary(history.events(run.run_id))
     measured = measured_bytes(run)
-    predicted = run.predicted_total_bytes
+    at_ready = run.predicted_at_ready_bytes
     row: dict[str, Any] = {
         "run_id": run.run_id,
         "started_at": run.started_at,
@@ -32,9 +32,21 @@ def run_row(history: History, run: Run) -> dict[str, Any]:
         "time_to_ready_s": run.time_to_ready_s,
         "kv_predicted_bytes": est.get("kv_bytes"),
         "kv_reported_bytes": reported.get("kv_cache"),
-        "predicted_total_bytes": predicted,
+        "predicted_total_bytes": run.predicted_total_bytes,
+        "at_ready_bytes": at_ready,
         "measured_peak_bytes": measured,
-        "error_pct": round(100.0 * (measured - predicted) / predicted, 1) if measured and predicted else None,
+        # measured vs predicted at READY; None for a failed load (see load_progress)
+        "error_pct": round(100.0 * (measured - at_ready) / at_ready, 1) if measured and at_ready else None,
+        "after_load_cap_bytes": run.after_load_cap_bytes,
+        "ready_rss_bytes": run.ready_rss_bytes,
+        "growth_after_ready_bytes": run.growth_after_ready_bytes,
+        "growth_of_cap_pct": (
+            round(100.0 * run.growth_after_ready_bytes / run.after_load_cap_bytes, 1)
+            if run.growth_after_ready_bytes is not None and run.after_load_cap_bytes
+            else None
+        ),
+        "load_progress": run.load_progress or None,
+        "load_progress_text": progress_text(run.load_progress),
         "peak_ram_used_bytes": run.peak_ram_used_bytes,
         "restarts": run.restarts,
         "exit_code": run.exit_code,

@@ -31,6 +31,7 @@ from zoe_panel.errors import EngineNotRunning, InvalidModelError, ZoePanelError
 from zoe_panel.history import History
 from zoe_panel.jobs import Job, JobManager
 from zoe_panel.jsonfile import make_private_dir
+from zoe_panel.memalarm import RUNNING, AlarmWatch, MemoryAlarm, check, read_alarm
 from zoe_panel.memory import MemoryAdvisor
 from zoe_panel.models.download import RemoteModel, download
 from zoe_panel.models.library import VerifyLog
@@ -47,6 +48,9 @@ from zoe_panel.telemetry.ring import RingBuffer
 from zoe_panel.telemetry.sampler import Sampler
 
 log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+VERDICT_HEADROOM = 512 * MIB  # fit.verdict: "fits" leaves at least max(512 MiB, 10 %)
 
 
 class Runtime:
@@ -94,6 +98,7 @@ class Runtime:
         self._chat: tuple[tuple[str, str], ChatClient] | None = None
         self._chat_lock = threading.Lock()
         self._bandwidth: Bandwidth | None = None
+        self.alarm = AlarmWatch(settings.state_dir)
 
     def start_background(self) -> None:
         """What only the panel process does: sample telemetry, and bring back a lost engine."""
@@ -126,10 +131,65 @@ class Runtime:
         source = self.sampler.source if self.sampler else None
         free = getattr(source, "free_gpu_bytes", None)
         latest = self.ring.latest()
-        return (free() if free else None), (latest.gpu_mem_total_bytes if latest else None)
+        if free is not None and latest is not None and latest.gpu_mem_total_bytes:
+            return free(), latest.gpu_mem_total_bytes
+        from zoe_panel.telemetry.nvml import gpu_memory
+
+        got = gpu_memory()  # no NVML sampler (the CLI, another source): ask NVML itself
+        return got if got is not None else (None, None)
 
     def _on_sample(self, sample: Sample) -> None:
-        self.recorder.observe(self.engine.status(max_age_s=0.2), sample)
+        status = self.engine.status(max_age_s=0.2)
+        self.recorder.observe(status, sample)
+        change = self.alarm.observe(
+            sample, status, self.settings.memory_floor_mib * MIB, ready_rss_bytes=self.recorder.ready_rss()
+        )
+        if change is not None:
+            alarm = self.alarm.current
+            detail = alarm.message() if alarm else f"{sample.ram_available_bytes / MIB:.0f} MiB available again"
+            self.history.audit("memory alarm", change, client="panel", target=status.run_id or "", detail=detail)
+
+    def memory_alarm(self) -> MemoryAlarm | None:
+        """The alarm now: the panel's episode, or (the CLI, no sampler) judged from a fresh sample."""
+        status = self.engine.status()
+        if self.sampler is not None:
+            return self.alarm.current if status.state in RUNNING else None
+        from zoe_panel.telemetry.host import HostSource
+
+        run = self.history.run(status.run_id) if status.run_id else None
+        sample = HostSource().sample()
+        if status.pid:
+            from zoe_panel.telemetry.sampler import process_tree_rss
+
+            sample = sample.with_engine(process_tree_rss(status.pid), None)
+        return check(
+            sample,
+            status,
+            self.settings.memory_floor_mib * MIB,
+            ready_rss_bytes=run.ready_rss_bytes if run else None,
+            current=read_alarm(self.settings.state_dir),
+        )
+
+    def restart_smaller_cache(self, *, client: str = "panel") -> EngineStatus:
+        """The alarm's offer: the same engine again with the suggested prompt cache cap."""
+        from zoe_panel.errors import ConfigError
+
+        status = self.engine.status(max_age_s=0)
+        alarm = self.memory_alarm()
+        if status.spec is None:
+            raise ConfigError("no engine to restart")
+        current = status.spec.cache_ram_mib
+        size = alarm.suggested_cache_ram_mib if alarm and alarm.suggested_cache_ram_mib is not None else current // 2
+        spec = replace(status.spec, cache_ram_mib=max(0, size // 64 * 64))
+        self.engine.stop(client=client)
+        self.history.audit(
+            "restart with a smaller cache",
+            "ok",
+            client=client,
+            target=spec.model_name,
+            detail=f"{current} -> {spec.cache_ram_mib} MiB",
+        )
+        return self.engine.start(spec, backend=status.backend, client=client)
 
     def _on_engine_event(self, event: str, status: EngineStatus) -> None:
         if event == "start" and self.sampler is not None:
@@ -239,8 +299,35 @@ class Runtime:
             api_key=engine_api_key(self.settings),
             alias=path.stem,
             n_predict=self.settings.default_max_tokens,
+            ctx_checkpoints=self.settings.ctx_checkpoints,
         )
-        return replace(spec, **overrides) if overrides else spec
+        spec = replace(spec, **overrides) if overrides else spec
+        if "cache_ram_mib" not in overrides:
+            spec = replace(spec, cache_ram_mib=self.cache_ram_for(spec))
+        return spec
+
+    def cache_ram_for(self, spec: EngineSpec, *, share: int = 1) -> int:
+        """The prompt cache cap for a spec: the setting, or (auto) what host memory has left after
+        the engine's other parts and the safety floor, at most a quarter of RAM and never more
+        than upstream's 8 GiB; 0 when nothing is left. ``share``: models that will split it."""
+        if self.settings.cache_ram_mib >= 0:
+            return self.settings.cache_ram_mib
+        from zoe_panel.errors import ZoePanelError
+
+        try:
+            budget = self.memory.budget()
+            est = self.memory.estimate(replace(spec, cache_ram_mib=0), budget=budget)
+        except (ZoePanelError, OSError):
+            return 0  # no estimate, no cache: the safe side
+        available = budget.host_available_bytes // max(1, share)
+        # keep the floor free, and the headroom a "fits" verdict asks for: an auto-sized cache must
+        # never be what turns a fitting model into a tight one
+        keep = max(self.settings.memory_floor_mib * MIB, VERDICT_HEADROOM, available // 10)
+        spare = available - est.host_bytes - keep
+        cap = defaults.CACHE_RAM_MAX_MIB
+        if budget.host_total_bytes:
+            cap = min(cap, budget.host_total_bytes // 4 // MIB)
+        return max(0, min(cap, spare // MIB) // 64 * 64)
 
     def router_spec(self, *, models_max: int = 4, **overrides: Any) -> EngineSpec:
         """A router engine over the models folder (the presets file is written on start)."""
@@ -260,7 +347,11 @@ class Runtime:
         file = name if name.lower().endswith(".gguf") else name + ".gguf"
         preset = self.preset_for(file)
         fields = {k: v for k, v in preset.spec_fields().items() if k != "extra_args"}
-        return self.default_spec(file, flavor=defaults.FLAVOR, **fields)
+        # Each loaded model keeps its own prompt cache. Sized from free memory it would change with
+        # every prediction, and admission compares predictions over time: a fixed cap instead
+        # (the setting, or defaults.ROUTER_CACHE_RAM_MIB), counted in every model's prediction.
+        cache = self.settings.cache_ram_mib if self.settings.cache_ram_mib >= 0 else defaults.ROUTER_CACHE_RAM_MIB
+        return self.default_spec(file, flavor=defaults.FLAVOR, cache_ram_mib=cache, **fields)
 
     def predict_model(self, name: str) -> int:
         """Predicted memory of one router model, as the Engine page would predict it alone."""
@@ -280,6 +371,9 @@ class Runtime:
         }
         if spec.threads:
             args["threads"] = spec.threads
+        # after-load memory, per model: the router's own command line does not carry these
+        args["cache-ram"] = spec.cache_ram_mib
+        args["ctx-checkpoints"] = spec.ctx_checkpoints
         return args
 
     # -- chat -------------------------------------------------------------------------------

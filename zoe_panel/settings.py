@@ -54,6 +54,10 @@ class Settings:
     default_max_tokens: int = 512  # the engine's cap for requests that set no max_tokens (0 = none)
     memory_floor_mib: int = 1024  # memory to keep free: the router's admission, the after-load alarm
     router_budget_mib: int = 0  # memory the router's models may hold together; 0 = available - floor
+    # llama-server's prompt cache: -1 = sized at start from available memory minus the model and the
+    # floor (at most a quarter of RAM, never upstream's 8 GiB on a small board); 0 = off; N = N MiB
+    cache_ram_mib: int = -1
+    ctx_checkpoints: int = defaults.CTX_CHECKPOINTS  # per slot, for sliding-window and recurrent models
     stop_timeout_s: float = 10.0
     start_timeout_s: float = 600.0
     restart_policy: str = "no"
@@ -160,6 +164,8 @@ def validate(s: Settings) -> Settings:
         (0 <= s.default_max_tokens <= 1_048_576, "default_max_tokens must be 0..1048576 (0 = no cap)"),
         (s.memory_floor_mib >= 0, "memory_floor_mib must be >= 0"),
         (s.router_budget_mib >= 0, "router_budget_mib must be >= 0 (0 = available memory minus the floor)"),
+        (-1 <= s.cache_ram_mib <= 1_048_576, "cache_ram_mib must be -1 (auto), 0 (off) or a size in MiB"),
+        (0 <= s.ctx_checkpoints <= 1024, "ctx_checkpoints must be 0..1024"),
         (_valid_networks(s.trusted_proxies), "trusted_proxies must be IP addresses or networks, comma-separated"),
         (" " not in s.engine_host and s.engine_host != "", "engine_host must be an address"),
     ]

@@ -51,6 +51,9 @@ class TrialResult:
 
 
 def trial_run(rt: Runtime, spec: EngineSpec, *, timeout_s: float = 120.0, settle_s: float = 0.0) -> TrialResult:
+    from zoe_panel.telemetry.host import HostSource
+
+    host = HostSource()
     est = rt.memory.estimate(spec, calibrated=False)
     t0 = time.monotonic()
     rt.engine.start(spec, client="trial")
@@ -60,11 +63,15 @@ def trial_run(rt: Runtime, spec: EngineSpec, *, timeout_s: float = 120.0, settle
         while time.monotonic() < deadline:
             st = rt.engine.status(max_age_s=0)
             pid = rt.engine.engine_pid()
+            rss = None
             if pid:
                 try:
-                    peak = max(peak, psutil.Process(pid).memory_info().rss)
+                    rss = psutil.Process(pid).memory_info().rss
+                    peak = max(peak, rss)
                 except psutil.Error:
                     pass
+            # History records the trial as it records any run (peaks, READY level, the binary's pages)
+            rt.recorder.observe(st, host.sample().with_engine(rss))
             if st.state == EngineState.READY:
                 ready = True
                 break

@@ -131,8 +131,11 @@ def test_engine_page_predicts_memory_and_guards_a_config_that_will_not_fit(rt: R
     at = app()
     assert any("Predicted memory" in m.value and "fits" in m.value for m in at.markdown)
     table = frame_with(at, "part")
-    assert "KV cache (KV)" in list(table["part"]) and "total" in list(table["part"])
+    parts = list(table["part"])
+    assert {"KV cache", "= at READY", "prompt cache (cap)", "= total"} <= set(parts)
     assert "Largest context that fits" in texts(at)
+    # the flags that bound memory after READY are shown with their values
+    assert "--cache-ram" in texts(at) and "--ctx-checkpoints 8" in texts(at)
     at.number_input(key="engine-ctx").set_value(1_048_576)
     at.selectbox(key="engine-cache-type").set_value("f32").run()
     assert any("will not fit" in m.value for m in at.markdown)

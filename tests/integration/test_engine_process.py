@@ -227,21 +227,29 @@ def test_runs_are_recorded_with_version_peaks_and_calibration(runtime: Runtime) 
     rt = Runtime(runtime.settings, sampler=True)  # the panel's sampler records the run
     rt.start_background()
     try:
-        rt.engine.start(rt.default_spec(MODEL, ctx=2048))
+        started = rt.engine.start(rt.default_spec(MODEL, ctx=2048))
         rt.engine.wait(60, on_poll=rt.recording())
+        # the prompt cache and the checkpoints are bounded explicitly, never upstream's 8 GiB / 32
+        cmdline = psutil.Process(rt.engine.engine_pid()).cmdline()
+        assert cmdline[cmdline.index("--cache-ram") + 1] == str(started.spec.cache_ram_mib)
+        assert 0 <= started.spec.cache_ram_mib < 8192 and "--ctx-checkpoints" in cmdline
         client = rt.chat_client()
         client.complete([{"role": "user", "content": "hi"}], ChatParams(max_tokens=8))
-        run = wait_for(lambda: (r := rt.history.runs()[0]).peak_engine_rss_bytes and r, 20)
+        run = wait_for(lambda: (r := rt.history.runs()[0]).peak_engine_rss_bytes and r.ready_rss_bytes and r, 20)
         assert "build" in run.engine_version and run.time_to_ready_s > 0
+        # READY level and the binary's own pages are recorded (the estimate's process part, measured)
+        assert run.ready_rss_bytes > 50 * 2**20 and 5 * 2**20 < (run.binary_rss_bytes or 0) < 60 * 2**20
         assert run.estimate["kv_bytes"] == 45 * 2**20 and run.spec["ctx"] == 2048
         events = rt.history.events(run.run_id)
         assert {"model_buffer", "kv_cache", "compute_buffer", "listening"} <= {e.phase for e in events}
         rt.engine.stop()
         cal = rt.memory.calibration(MODEL)
         assert cal["runs"] == 1 and 0.5 <= cal["factor"] <= 3.0 and "measured run" in cal["note"]
-        est = rt.memory.estimate(rt.default_spec(MODEL, ctx=2048))
+        spec = rt.default_spec(MODEL, ctx=2048)
+        est = rt.memory.estimate(spec)
         assert est.calibration == cal
-        raw = rt.memory.estimate(rt.default_spec(MODEL, ctx=2048), calibrated=False)
-        assert est.total_bytes == int(raw.total_bytes * cal["factor"]) and raw.calibration == {}
+        raw = rt.memory.estimate(spec, calibrated=False)
+        assert est.at_ready_bytes == int(raw.at_ready_bytes * cal["factor"]) and raw.calibration == {}
+        assert est.after_load_bytes == raw.after_load_bytes  # caps, not scaled
     finally:
         rt.close()

@@ -17,7 +17,8 @@ CPU = MemoryBudget("cpu", 20 * GIB)
 
 
 def spec(**kw):  # type: ignore[no-untyped-def]
-    return EngineSpec(model="/m/x.gguf", **kw)
+    # no prompt cache unless a test asks for one: these tests are about the READY parts
+    return EngineSpec(model="/m/x.gguf", **({"cache_ram_mib": 0} | kw))
 
 
 def test_row_sizes_follow_ggml_blocks() -> None:
@@ -179,10 +180,13 @@ def test_recurrent_state_does_not_grow_with_context() -> None:
     assert estimate(mamba, spec(ctx=1024, parallel=4), CPU).recurrent_bytes == 4 * small.recurrent_bytes
 
 
-def test_calibration_scales_the_total_and_is_reported() -> None:
-    raw = estimate(SMOL, spec(ctx=2048), CPU)
-    cal = estimate(SMOL, spec(ctx=2048), CPU, calibration={"factor": 1.25, "runs": 2, "note": "scaled"})
-    assert cal.total_bytes == int(raw.total_bytes * 1.25) and cal.to_json()["calibration"]["runs"] == 2
+def test_calibration_scales_the_ready_parts_and_is_reported() -> None:
+    # calibration comes from measured READY peaks, so it scales the READY parts; the after-load
+    # parts are caps the engine is given, not measured shares
+    raw = estimate(SMOL, spec(ctx=2048, cache_ram_mib=256), CPU)
+    cal = estimate(SMOL, spec(ctx=2048, cache_ram_mib=256), CPU, calibration={"factor": 1.25, "runs": 2, "note": "s"})
+    assert cal.at_ready_bytes == int(raw.at_ready_bytes * 1.25) and cal.to_json()["calibration"]["runs"] == 2
+    assert cal.after_load_bytes == raw.after_load_bytes and cal.total_bytes == cal.at_ready_bytes + raw.after_load_bytes
 
 
 def test_kv_comparison_is_per_cache_at_llama_cpp_print_resolution() -> None:

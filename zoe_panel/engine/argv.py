@@ -171,6 +171,10 @@ class Capabilities:
             flags=tuple(sorted(set(_FLAG_RE.findall(help_text)))),
         )
 
+    def supports(self, flag: str) -> bool:
+        """Whether this binary lists ``flag`` in its --help (True when the help is unknown)."""
+        return not self.flags or flag in self.flags
+
     def check_known(self, extra_args: tuple[str, ...] | list[str]) -> None:
         """Refuse extra flags this binary does not list in its --help (they would make it exit)."""
         if not self.flags:
@@ -271,6 +275,7 @@ def llama_server_argv(binary: str, spec: EngineSpec, caps: Capabilities | None =
         argv += ["-a", spec.alias]
     if spec.n_predict:
         argv += ["-n", str(spec.n_predict)]
+    argv += after_load_args(spec, caps)
     # -lv 4 prints the model/KV/compute buffer lines the load timeline is built from.
     if caps.has_verbosity:
         argv += ["-lv", "4"]
@@ -280,6 +285,20 @@ def llama_server_argv(binary: str, spec: EngineSpec, caps: Capabilities | None =
     caps.check_known(extra)
     argv += list(extra)
     return argv
+
+
+def after_load_args(spec: EngineSpec, caps: Capabilities) -> list[str]:
+    """The prompt cache cap and the context checkpoints, always explicit: upstream's defaults
+    (8 GiB of cache, 32 checkpoints per slot) grow past READY into memory a 16 GB board lacks.
+    Builds older than these flags (the r36.4.0 image) have neither feature, so nothing to cap."""
+    out: list[str] = []
+    if caps.supports("--cache-ram"):
+        out += ["--cache-ram", str(spec.cache_ram_mib)]
+    if caps.supports("--ctx-checkpoints"):
+        out += ["--ctx-checkpoints", str(spec.ctx_checkpoints)]
+    elif caps.supports("--swa-checkpoints"):
+        out += ["--swa-checkpoints", str(spec.ctx_checkpoints)]
+    return out
 
 
 def llama_cpp_python_argv(python: str, spec: EngineSpec) -> list[str]:

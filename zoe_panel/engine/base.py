@@ -60,6 +60,10 @@ class EngineSpec:
     # Tokens generated for a request that sets no max_tokens (llama-server -n); 0 = no cap. A client
     # that sends none, then gives up, would otherwise hold a slot until the context is full.
     n_predict: int = defaults.N_PREDICT
+    # llama-server's prompt cache cap (MiB of host RAM, 0 = off) and context checkpoints per slot:
+    # both grow after READY, so both are always passed and predicted
+    cache_ram_mib: int = defaults.CACHE_RAM_MIB
+    ctx_checkpoints: int = defaults.CTX_CHECKPOINTS
     host: str = defaults.HOST
     port: int = defaults.PORT
     flavor: str = defaults.FLAVOR
@@ -121,6 +125,10 @@ def validate_spec(spec: EngineSpec) -> None:
         problems.append(f"threads {spec.threads} is out of range (0..1024, 0 = default)")
     if not 0 <= spec.n_predict <= 1_048_576:
         problems.append(f"generation cap {spec.n_predict} is out of range (0..1048576, 0 = none)")
+    if not 0 <= spec.cache_ram_mib <= 1_048_576:
+        problems.append(f"prompt cache {spec.cache_ram_mib} MiB is out of range (0..1048576, 0 = off)")
+    if not 0 <= spec.ctx_checkpoints <= 1024:
+        problems.append(f"context checkpoints {spec.ctx_checkpoints} is out of range (0..1024, 0 = none)")
     if not 1 <= spec.port <= 65535:
         problems.append(f"port {spec.port} is out of range (1..65535)")
     if spec.flavor not in flavors.names():

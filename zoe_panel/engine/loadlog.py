@@ -264,3 +264,59 @@ def load_summary(events: list[LoadEvent]) -> dict[str, int]:
         ):
             out[e.phase] = out.get(e.phase, 0) + e.bytes
     return out
+
+
+# The load's phases in the order llama.cpp goes through them, with the words the operator reads.
+PHASE_ORDER = ("model_buffer", "kv_cache", "recurrent", "compute_buffer", "loaded", "listening")
+PHASE_WORDS = {
+    "": "before the weights",
+    "model_buffer": "weights",
+    "kv_cache": "KV cache",
+    "recurrent": "recurrent state",
+    "compute_buffer": "compute buffer",
+    "loaded": "warm-up",
+    "listening": "listening",
+}
+
+
+def load_progress(events: list[LoadEvent], predicted_at_ready: int | None) -> dict[str, Any]:
+    """How far a failed load got: the last phase it completed, what llama.cpp had reported
+    allocating by then, and that as a share of the predicted READY memory. A failed load's peak is
+    not an estimate error (a KV OOM stops after the weights: "-98.7 %"), so History shows this."""
+    last = ""
+    for e in events:
+        if e.phase in PHASE_ORDER and (not last or PHASE_ORDER.index(e.phase) >= PHASE_ORDER.index(last)):
+            last = e.phase
+    reported = sum(load_summary(events).values())
+    failure = next((e for e in events if e.is_failure), None)
+    failed_at = _next_phase(last)
+    out: dict[str, Any] = {
+        "completed": PHASE_WORDS[last],
+        "failed_at": PHASE_WORDS.get(failed_at, failed_at),
+        "reported_bytes": reported,
+        "predicted_at_ready_bytes": predicted_at_ready,
+        "share": round(reported / predicted_at_ready, 3) if predicted_at_ready else None,
+    }
+    if failure is not None:
+        out["failure"] = failure.detail.get("kind", "error")
+        if failure.bytes:
+            out["requested_bytes"] = failure.bytes
+    return out
+
+
+def _next_phase(last: str) -> str:
+    if not last:
+        return "model_buffer"
+    i = PHASE_ORDER.index(last)
+    return PHASE_ORDER[i + 1] if i + 1 < len(PHASE_ORDER) else "after listening"
+
+
+def progress_text(progress: dict[str, Any]) -> str:
+    """One line for History: 'failed at the KV cache, after the weights (57 % of READY)'."""
+    if not progress:
+        return ""
+    share = progress.get("share")
+    pct = f" ({share * 100:.0f} % of the predicted READY memory allocated)" if share is not None else ""
+    if progress.get("completed") == PHASE_WORDS[""]:
+        return f"failed before the weights were allocated{pct}"
+    return f"failed at the {progress['failed_at']}, after the {progress['completed']}{pct}"

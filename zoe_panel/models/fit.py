@@ -52,7 +52,27 @@ TYPE_BLOCKS: dict[str, tuple[int, int]] = {
     "q4_0": (32, 18),
     "iq4_nl": (32, 18),
 }
-OVERHEAD = {"cpu": 24 * MIB, "unified": 320 * MIB, "discrete": 600 * MIB}
+# The CUDA context and runtime (REFERENCE.md §12): ~600 MiB on a discrete GPU, less on Jetson.
+GPU_CONTEXT = {"cpu": 0, "unified": 320 * MIB, "discrete": 600 * MIB}
+# llama-server's binary and shared libraries as resident pages: 12 MiB for a native CPU build,
+# 15 MiB for the portable one (it maps every CPU variant's library). Replaced by what History
+# measured for the same engine version when it has (the run's file-backed pages, model excluded).
+BINARY_BYTES = 15 * MIB
+# The engine's own tables (tokenizer, graph), fitted to llama-server's heap and anonymous pages at
+# READY minus every buffer it reported, over SmolLM2's and Gemma-3's tokenizers and three synthetic
+# vocabularies (+100k short tokens, +200k short, +100k 24-byte ones; residuals under 0.6 MiB):
+# 175 bytes per token and 165 per BPE merge (the token strings, the token-to-id map, the piece
+# cache, the merge ranks), four heap copies of every token longer than libstdc++'s 15 in-place
+# bytes, ~77 KiB per layer and 2.9 MiB besides. SmolLM2: 21 MiB; Gemma-3: 50 MiB.
+TABLE_BASE = int(2.9 * MIB)
+TABLE_PER_TOKEN = 175
+TABLE_PER_MERGE = 165
+TABLE_LONG_TOKEN_COPIES = 4
+TABLE_PER_LAYER = 77 * 1024
+# Types llama.cpp's CPU backend repacks (ggml-cpu/repack.cpp), with the row multiple each needs.
+REPACK_X86_AVX2 = {"Q4_0": 8, "Q4_K": 8, "IQ4_NL": 8, "MXFP4": 8}
+REPACK_X86_AVX512 = {"Q2_K": 8}
+REPACK_ARM_DOTPROD = {"Q4_0": 4, "Q4_K": 8, "Q5_K": 8, "Q6_K": 8, "IQ4_NL": 4, "MXFP4": 4, "Q8_0": 4}
 
 
 class Verdict(str, enum.Enum):
@@ -103,10 +123,43 @@ class MemoryBudget:
     # What the GPU already holds before this engine starts (Jetson NvMap / NVML used). On a
     # Jetson it is already inside "used", so it is shown, not subtracted a second time.
     gpu_held_bytes: int | None = None
+    # Weight types the CPU backend repacks here (from the CPU's features; see repack_types)
+    repack_types: tuple[str, ...] = ()
+    host_total_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class Pool:
+    """One memory pool the engine draws on, with what it needs there and what is free."""
+
+    name: str  # "memory" (one pool), "GPU", "host"
+    need_bytes: int
+    available_bytes: int
+
+    @property
+    def headroom_bytes(self) -> int:
+        return self.available_bytes - self.need_bytes
+
+    @property
+    def verdict(self) -> Verdict:
+        return verdict(self.need_bytes, self.available_bytes)
 
 
 @dataclass(frozen=True)
 class Estimate:
+    """The engine's memory, in two stages.
+
+    At READY: weights (mapped from the file), their repacked copies, the KV cache, recurrent state,
+    the compute buffer where it is committed at allocation (GPU memory), the output buffer, the
+    engine's tables (tokenizer, graph) and the process itself (binary and libraries, the CUDA
+    context).
+
+    After READY, what grows while it serves: the prompt cache (up to ``--cache-ram``), the context
+    checkpoints of SWA and recurrent models (``--ctx-checkpoints`` per slot), and on the CPU the
+    compute buffer's pages, which malloc hands out untouched and the first long prompts fill.
+    ``total_bytes`` is both stages: the verdict covers what the engine can reach, not only READY.
+    """
+
     n_ctx: int
     n_ctx_seq: int
     weights_bytes: int
@@ -119,6 +172,14 @@ class Estimate:
     budget: MemoryBudget
     notes: tuple[str, ...] = ()
     calibration: dict[str, Any] = field(default_factory=dict)
+    repack_bytes: int = 0
+    tables_bytes: int = 0  # tokenizer and per-layer tables the engine builds at load
+    compute_committed: bool = False  # a GPU compute buffer is committed when allocated
+    prompt_cache_bytes: int = 0
+    checkpoint_bytes: int = 0
+    checkpoint_each_bytes: int = 0
+    slots: int = 1
+    gpu_context_bytes: int = 0  # the CUDA context and runtime, inside overhead_bytes
 
     @property
     def kv_bytes(self) -> int:
@@ -129,43 +190,132 @@ class Estimate:
         return max((c.cells for c in self.kv), default=0)
 
     @property
-    def total_bytes(self) -> int:
+    def compute_at_ready_bytes(self) -> int:
+        return self.compute_bytes if self.compute_committed else 0
+
+    @property
+    def working_set_bytes(self) -> int:
+        """Compute-buffer pages first touched by prompts after READY (CPU buffers only)."""
+        return self.compute_bytes - self.compute_at_ready_bytes
+
+    @property
+    def at_ready_bytes(self) -> int:
         raw = (
             self.weights_bytes
+            + self.repack_bytes
             + self.kv_bytes
             + self.recurrent_bytes
-            + self.compute_bytes
+            + self.compute_at_ready_bytes
             + self.output_bytes
+            + self.tables_bytes
             + self.overhead_bytes
         )
         factor = float(self.calibration.get("factor", 1.0))
         return int(raw * factor)
 
     @property
+    def after_load_bytes(self) -> int:
+        return self.prompt_cache_bytes + self.checkpoint_bytes + self.working_set_bytes
+
+    @property
+    def total_bytes(self) -> int:
+        return self.at_ready_bytes + self.after_load_bytes
+
+    @property
     def gpu_bytes(self) -> int:
         """On a discrete GPU: what must fit in its memory (offloaded weights, KV, compute, context)."""
         if self.budget.kind != "discrete" or self.weights_gpu_bytes == 0:
             return 0
-        return self.weights_gpu_bytes + self.kv_bytes + self.compute_bytes + self.overhead_bytes
+        return self.weights_gpu_bytes + self.kv_bytes + self.compute_bytes + self.gpu_context_bytes
+
+    @property
+    def host_bytes(self) -> int:
+        """What host RAM holds: everything on one pool; beside a discrete GPU, the rest."""
+        return self.total_bytes - self.gpu_bytes
+
+    def pools(self) -> list[Pool]:
+        """Discrete GPU: the GPU's parts against its free memory (NVML), the host's parts against
+        MemAvailable. CPU and unified memory (Jetson): one pool."""
+        b = self.budget
+        if self.gpu_bytes:
+            gpu_free = b.gpu_free_bytes if b.gpu_free_bytes is not None else b.host_available_bytes
+            return [
+                Pool("GPU", self.gpu_bytes, gpu_free),
+                Pool("host", self.host_bytes, b.host_available_bytes),
+            ]
+        return [Pool("memory", self.total_bytes, b.host_available_bytes)]
+
+    def tightest(self) -> Pool:
+        return min(self.pools(), key=lambda p: (p.headroom_bytes, p.name))
 
     @property
     def available_bytes(self) -> int:
-        b = self.budget
-        if b.kind == "discrete" and b.gpu_free_bytes is not None and self.gpu_bytes:
-            return b.gpu_free_bytes
-        return b.host_available_bytes
+        return self.tightest().available_bytes
 
     @property
     def need_bytes(self) -> int:
-        return self.gpu_bytes if self.gpu_bytes else self.total_bytes
+        return self.tightest().need_bytes
 
     @property
     def headroom_bytes(self) -> int:
-        return self.available_bytes - self.need_bytes
+        return self.tightest().headroom_bytes
 
     @property
     def verdict(self) -> Verdict:
-        return verdict(self.need_bytes, self.available_bytes)
+        order = [Verdict.WONT_FIT, Verdict.TIGHT, Verdict.FITS]
+        return min((p.verdict for p in self.pools()), key=order.index)
+
+    def parts(self) -> list[tuple[str, str, int, str]]:
+        """(stage, part, bytes, detail) rows, in the order the engine allocates them: what the
+        Engine page and ``estimate`` show."""
+        gib = f"{self.weights_gpu_bytes / MIB:.0f} MiB on the GPU" if self.weights_gpu_bytes else "mapped from the file"
+        rows = [("at READY", "weights", self.weights_bytes, gib)]
+        if self.repack_bytes:
+            rows.append(("at READY", "repacked weights", self.repack_bytes, "the CPU's own layout, a second copy"))
+        for c in self.kv:
+            detail = f"{c.cells} cells × {c.layers} layers × {c.streams} stream(s), {c.type_k}/{c.type_v}"
+            rows.append(("at READY", "KV cache" if c.name == "KV" else f"KV cache ({c.name})", c.bytes, detail))
+        if self.recurrent_bytes:
+            rows.append(("at READY", "recurrent state", self.recurrent_bytes, ""))
+        if self.compute_at_ready_bytes:
+            rows.append(("at READY", "compute buffer", self.compute_at_ready_bytes, "committed on the GPU"))
+        rows.append(("at READY", "output buffer", self.output_bytes, "logits"))
+        rows.append(("at READY", "tokenizer and tables", self.tables_bytes, ""))
+        ctx = f", CUDA context {self.gpu_context_bytes / MIB:.0f} MiB" if self.gpu_context_bytes else ""
+        rows.append(("at READY", "engine process", self.overhead_bytes, "binary and libraries" + ctx))
+        if self.calibration.get("factor"):
+            rows.append(("at READY", "calibration", self.at_ready_bytes - self._raw_at_ready, self.calibration["note"]))
+        rows.append(("at READY", "= at READY", self.at_ready_bytes, ""))
+        if self.working_set_bytes:
+            rows.append(("after READY", "compute working set", self.working_set_bytes, "CPU pages long prompts touch"))
+        rows.append(
+            (
+                "after READY",
+                "prompt cache (cap)",
+                self.prompt_cache_bytes,
+                "--cache-ram" if self.prompt_cache_bytes else "off",
+            )
+        )
+        if self.checkpoint_bytes:
+            rows.append(
+                (
+                    "after READY",
+                    "context checkpoints (cap)",
+                    self.checkpoint_bytes,
+                    f"{self.checkpoint_bytes // max(1, self.checkpoint_each_bytes * self.slots)} per slot × "
+                    f"{self.slots} slot(s) × {self.checkpoint_each_bytes / MIB:.1f} MiB",
+                )
+            )
+        rows.append(("after READY", "= total", self.total_bytes, ""))
+        for p in self.pools():
+            rows.append(
+                ("fit", f"{p.name} available", p.available_bytes, f"needs {p.need_bytes / MIB:.0f} MiB: {p.verdict}")
+            )
+        return rows
+
+    @property
+    def _raw_at_ready(self) -> int:
+        return int(self.at_ready_bytes / float(self.calibration.get("factor", 1.0)))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -173,15 +323,34 @@ class Estimate:
             "n_ctx_seq": self.n_ctx_seq,
             "weights_bytes": self.weights_bytes,
             "weights_gpu_bytes": self.weights_gpu_bytes,
+            "repack_bytes": self.repack_bytes,
             "kv_bytes": self.kv_bytes,
             "kv_cells": self.kv_cells,
             "kv_caches": [c.__dict__ for c in self.kv],
             "recurrent_bytes": self.recurrent_bytes,
             "compute_bytes": self.compute_bytes,
+            "compute_at_ready_bytes": self.compute_at_ready_bytes,
             "output_bytes": self.output_bytes,
+            "tables_bytes": self.tables_bytes,
             "overhead_bytes": self.overhead_bytes,
+            "at_ready_bytes": self.at_ready_bytes,
+            "prompt_cache_bytes": self.prompt_cache_bytes,
+            "checkpoint_bytes": self.checkpoint_bytes,
+            "checkpoint_each_bytes": self.checkpoint_each_bytes,
+            "working_set_bytes": self.working_set_bytes,
+            "after_load_bytes": self.after_load_bytes,
             "total_bytes": self.total_bytes,
             "gpu_bytes": self.gpu_bytes,
+            "host_bytes": self.host_bytes,
+            "pools": [
+                {
+                    "name": p.name,
+                    "need_bytes": p.need_bytes,
+                    "available_bytes": p.available_bytes,
+                    "verdict": p.verdict.value,
+                }
+                for p in self.pools()
+            ],
             "available_bytes": self.available_bytes,
             "headroom_bytes": self.headroom_bytes,
             "memory_kind": self.budget.kind,
@@ -250,11 +419,13 @@ def recurrent_bytes(shape: ModelShape, spec: EngineSpec) -> int:
     return len(layers) * (shape.recurrent_r + shape.recurrent_s) * 4 * n_seq
 
 
-def compute_bytes(shape: ModelShape, spec: EngineSpec, caches: list[KVCache]) -> int:
+def compute_bytes(shape: ModelShape, spec: EngineSpec, caches: list[KVCache], *, gpu: bool = False) -> int:
     ub = spec.ubatch
     ffn = ub * 4 * (3 * shape.n_ff + 4 * shape.n_embd)
     fa = spec.flash_attn != "off"
-    masks = sum(c.cells for c in caches) * ub * (2 if fa else 4)
+    # CUDA keeps the KQ mask as f32 beside its f16 copy: 4 bytes per cell and token (H200: 61 and
+    # 117 MiB at ctx 4096 and 32768, a slope of exactly 512 tokens × 4 bytes per cell)
+    masks = sum(c.cells for c in caches) * ub * (4 if gpu or not fa else 2)
     # llama-cpp-python keeps logits for every token of a batch: a ubatch × vocab f32 output
     work = shape.n_vocab * 4 * (ub if flavors.get(spec.flavor).keeps_all_logits else 1)
     if fa:
@@ -270,12 +441,71 @@ def gpu_layers(shape: ModelShape, spec: EngineSpec, budget: MemoryBudget) -> int
     return min(spec.n_gpu_layers, shape.n_layer + 1)  # +1: the output layer counts as one
 
 
+def repack_types(machine: str, flags: frozenset[str]) -> tuple[str, ...]:
+    """Weight types the CPU backend repacks on this CPU, as ``TYPE:rows`` (rows: the multiple
+    ne[1] must be). From /proc/cpuinfo's flags; the engine's CPU variant has the same features."""
+    table: dict[str, int] = {}
+    if machine in ("x86_64", "amd64", "AMD64"):
+        if "avx2" in flags:
+            table.update(REPACK_X86_AVX2)
+        if "avx512f" in flags:
+            table.update(REPACK_X86_AVX512)
+    elif machine in ("aarch64", "arm64") and "asimddp" in flags:
+        table.update(REPACK_ARM_DOTPROD)
+    return tuple(f"{k}:{v}" for k, v in sorted(table.items()))
+
+
+def repack_bytes(info: GGUFInfo, types: tuple[str, ...], cpu_share: float) -> int:
+    """The repacked copies of the CPU's weight matrices (llama.cpp logs them as CPU_REPACK)."""
+    total = 0
+    for item in types:
+        name, _, rows = item.partition(":")
+        got = info.matrix_bytes.get(name)
+        if got:
+            total += got[0] if rows == "8" else got[1]
+    return int(total * cpu_share)
+
+
+def tables_bytes(info: GGUFInfo, n_layer: int) -> int:
+    tokens = int(info.get("tokenizer.ggml.tokens.count") or 0)
+    merges = int(info.get("tokenizer.ggml.merges.count") or 0)
+    long_heap = int(info.get("tokenizer.ggml.tokens.heap") or 0)
+    return (
+        TABLE_BASE
+        + TABLE_PER_TOKEN * tokens
+        + TABLE_PER_MERGE * merges
+        + TABLE_LONG_TOKEN_COPIES * long_heap
+        + TABLE_PER_LAYER * n_layer
+    )
+
+
+def checkpoint_size(shape: ModelShape, spec: EngineSpec, caches: list[KVCache]) -> int:
+    """One context checkpoint of one slot: the state llama-server cannot roll back, i.e. the
+    sequence's sliding-window cache (at most the window plus a ubatch of cells) or its recurrent
+    state. 0 for models that need none (full attention, or --swa-full)."""
+    size = 0
+    swa = [c for c in caches if c.name == "SWA"]
+    if swa and not spec.swa_full:
+        c = swa[0]
+        per_cell = c.bytes // max(1, c.cells * c.streams)
+        size += per_cell * min(c.cells, shape.n_swa + spec.ubatch)
+    recurrent = [la for la in shape.layers if la.is_recurrent]
+    size += len(recurrent) * (shape.recurrent_r + shape.recurrent_s) * 4
+    return size
+
+
 def estimate(
-    info: GGUFInfo, spec: EngineSpec, budget: MemoryBudget, *, calibration: dict[str, Any] | None = None
+    info: GGUFInfo,
+    spec: EngineSpec,
+    budget: MemoryBudget,
+    *,
+    calibration: dict[str, Any] | None = None,
+    binary_bytes: int | None = None,
 ) -> Estimate:
     shape = model_shape(info)
+    flavor = flavors.get(spec.flavor)
     caches, n_ctx, n_ctx_seq = kv_caches(shape, spec)
-    n_seq = flavors.get(spec.flavor).sequences(spec)
+    n_seq = flavor.sequences(spec)
     offloaded = gpu_layers(shape, spec, budget)
     per_layer = info.layer_tensor_bytes
     on_gpu = sum(per_layer[: min(offloaded, len(per_layer))])
@@ -297,6 +527,16 @@ def estimate(
         notes.append(f"llama.cpp pads the context to a multiple of 256: {n_ctx} cells")
     if shape.uses_swa and not spec.swa_full:
         notes.append(f"sliding window of {shape.n_swa} tokens: SWA layers keep only a window of the context")
+    cpu_share = 1.0 - min(offloaded, shape.n_layer) / max(1, shape.n_layer)
+    context = GPU_CONTEXT[budget.kind] if offloaded else 0
+    grows = flavor.grows_after_load
+    each = checkpoint_size(shape, spec, caches) if grows else 0
+    checkpoints = each * spec.ctx_checkpoints * n_seq
+    if checkpoints:
+        notes.append(
+            f"context checkpoints: up to {spec.ctx_checkpoints} per slot × {n_seq} slot(s) of "
+            f"{each / MIB:.1f} MiB each ({checkpoints / MIB:.0f} MiB) after READY"
+        )
     return Estimate(
         n_ctx=n_ctx,
         n_ctx_seq=n_ctx_seq,
@@ -304,12 +544,20 @@ def estimate(
         weights_gpu_bytes=on_gpu,
         kv=tuple(caches),
         recurrent_bytes=recurrent_bytes(shape, spec),
-        compute_bytes=compute_bytes(shape, spec, caches),
+        compute_bytes=compute_bytes(shape, spec, caches, gpu=offloaded > 0),
         output_bytes=shape.n_vocab * 4 * n_seq,
-        overhead_bytes=OVERHEAD[budget.kind],
+        overhead_bytes=(binary_bytes or BINARY_BYTES) + context,
         budget=budget,
         notes=tuple(notes),
         calibration=calibration or {},
+        repack_bytes=repack_bytes(info, budget.repack_types, cpu_share) if cpu_share > 0 else 0,
+        tables_bytes=tables_bytes(info, shape.n_layer),
+        compute_committed=offloaded > 0,
+        prompt_cache_bytes=spec.cache_ram_mib * MIB if grows else 0,
+        checkpoint_bytes=checkpoints,
+        checkpoint_each_bytes=each,
+        slots=n_seq,
+        gpu_context_bytes=context,
     )
 
 
@@ -322,7 +570,8 @@ def max_context(
     calibration: dict[str, Any] | None = None,
 ) -> int:
     """The largest context (a multiple of 256, at most the trained length) whose verdict is not
-    'will not fit' with this cache type for K and V; 0 if even 256 does not fit."""
+    'will not fit' with this cache type for K and V; 0 if even 256 does not fit. Without the prompt
+    cache: the panel sizes it from what is left, so it never limits the context."""
     shape = model_shape(info)
     top = max(256, shape.n_ctx_train or 131072)
     fa = (
@@ -330,7 +579,7 @@ def max_context(
         if cache_type in ("f16", "f32", "bf16")
         else ("on" if spec.flash_attn == "off" else spec.flash_attn)
     )
-    base = replace(spec, cache_type_k=cache_type, cache_type_v=cache_type, flash_attn=fa)
+    base = replace(spec, cache_type_k=cache_type, cache_type_v=cache_type, flash_attn=fa, cache_ram_mib=0)
 
     def ok(ctx: int) -> bool:
         e = estimate(info, replace(base, ctx=ctx), budget, calibration=calibration)

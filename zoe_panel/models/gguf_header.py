@@ -60,6 +60,7 @@ KEEP_ARRAY_SUFFIXES = (
     "feed_forward_length",
     "full_attention_interval",
 )
+COUNTED_ARRAYS = ("tokenizer.ggml.tokens", "tokenizer.ggml.merges")
 _SCALARS: dict[int, tuple[str, int]] = {
     GGUFValueType.UINT8: ("<B", 1),
     GGUFValueType.INT8: ("<b", 1),
@@ -85,6 +86,16 @@ class Tensor:
     n_elements: int
     n_bytes: int
     offset: int  # absolute, from the start of the file
+    ggml_type: int = -1  # the ggml type id (GGMLQuantizationType)
+    rows: int = 0  # ne[1]: llama.cpp repacks a CPU matrix only when this is a multiple of 4 or 8
+    n_dims: int = 0
+
+    @property
+    def type_name(self) -> str:
+        try:
+            return str(_C.GGMLQuantizationType(self.ggml_type).name)
+        except ValueError:
+            return f"type{self.ggml_type}"
 
 
 @dataclass
@@ -98,7 +109,9 @@ class Header:
         return {
             "version": self.version,
             "metadata": self.metadata,
-            "tensors": [[t.name, t.n_elements, t.n_bytes, t.offset] for t in self.tensors],
+            "tensors": [
+                [t.name, t.n_elements, t.n_bytes, t.offset, t.ggml_type, t.rows, t.n_dims] for t in self.tensors
+            ],
             "header_bytes": self.header_bytes,
         }
 
@@ -107,7 +120,7 @@ class Header:
         return cls(
             int(data["version"]),
             dict(data["metadata"]),
-            [Tensor(str(n), int(e), int(b), int(o)) for n, e, b, o in data["tensors"]],
+            [Tensor(str(t[0]), *(int(v) for v in t[1:7])) for t in data["tensors"]],
             int(data.get("header_bytes", 0)),
         )
 
@@ -172,21 +185,28 @@ class _Stream:
             rest -= len(got)
             self.pos += len(got)
 
-    def skip_strings(self, count: int, what: str) -> None:
+    def skip_strings(self, count: int, what: str) -> tuple[int, int]:
         """Skip ``count`` length-prefixed strings (a 262k-token vocabulary): the hot loop of a
-        header, so it reads lengths straight from the buffer."""
+        header, so it reads lengths straight from the buffer. Returns their total length and the
+        heap one copy of the long ones takes in a C++ program (what the engine's tokenizer holds:
+        libstdc++ keeps up to 15 bytes inside the string, a longer one is a malloc chunk)."""
         unpack_from = struct.unpack_from
+        total = heap = 0
         for j in range(count):
             if len(self._buf) - self._off < 8:
                 self._fill(8, f"{what}[{j}]")
             (n,) = unpack_from("<Q", self._buf, self._off)
             self._off += 8
             self.pos += 8
+            total += n
+            if n > 15:
+                heap += max(32, (n + 24) // 16 * 16)  # n + NUL + 8-byte header, in 16-byte steps
             if n <= len(self._buf) - self._off:
                 self._off += n
                 self.pos += n
             else:
                 self.skip(n, f"{what}[{j}]")
+        return total, heap
 
     def unpack(self, fmt: str, size: int, what: str) -> Any:
         return struct.unpack(fmt, self.take(size, what))[0]
@@ -236,7 +256,7 @@ def parse(read: Callable[[int], bytes], size: int) -> Header:
         raise HeaderError(f"general.alignment {alignment!r} is not a power of two up to 1 MiB")
     raw = [_tensor_info(s, i) for i in range(n_tensors)]
     data_start = -(-s.pos // alignment) * alignment
-    tensors = [Tensor(name, n, nbytes, data_start + off) for name, n, nbytes, off in raw]
+    tensors = [Tensor(name, n, nbytes, data_start + off, tt, rows, nd) for name, n, nbytes, off, tt, rows, nd in raw]
     return Header(version, meta, tensors, data_start)
 
 
@@ -258,8 +278,8 @@ def _value(s: _Stream, key: str, vtype: int) -> Any:
         if count > s.left // 8:
             raise HeaderError(f"{key}: {count:,} strings cannot fit in the {s.left:,} bytes left")
         if not (key.endswith(KEEP_ARRAY_SUFFIXES) or key == "general.languages"):
-            s.skip_strings(count, key)
-            return _Count(count) if key == "tokenizer.ggml.tokens" else _SKIPPED
+            text_bytes, heap = s.skip_strings(count, key)
+            return _Count(count, text_bytes, heap) if key in COUNTED_ARRAYS else _SKIPPED
         if count > MAX_KEPT_ARRAY:
             raise HeaderError(f"{key}: {count:,} entries is not a per-layer array")
         return [s.string(f"{key}[{j}]", MAX_KEY) or "" for j in range(count)]
@@ -277,10 +297,19 @@ def _value(s: _Stream, key: str, vtype: int) -> Any:
 
 
 class _Count(int):
-    """Marks the token list, kept as its length only."""
+    """Marks the token list (and the merges), kept as its length and total text bytes only."""
+
+    text_bytes: int
+    heap_bytes: int
+
+    def __new__(cls, count: int, text_bytes: int = 0, heap_bytes: int = 0) -> _Count:
+        obj = super().__new__(cls, count)
+        obj.text_bytes = text_bytes
+        obj.heap_bytes = heap_bytes
+        return obj
 
 
-def _tensor_info(s: _Stream, i: int) -> tuple[str, int, int, int]:
+def _tensor_info(s: _Stream, i: int) -> tuple[str, int, int, int, int, int, int]:
     name = s.string(f"tensor {i}'s name", MAX_TENSOR_NAME)
     if name is None:
         raise HeaderError(f"tensor {i}'s name is longer than {MAX_TENSOR_NAME} bytes")
@@ -288,8 +317,11 @@ def _tensor_info(s: _Stream, i: int) -> tuple[str, int, int, int]:
     if not 1 <= n_dims <= MAX_DIMS:
         raise HeaderError(f"tensor {name}: {n_dims} dimensions (1..{MAX_DIMS} allowed)")
     n = 1
+    rows = 1
     for d in range(n_dims):
         dim = s.u64(f"{name}: dimension {d}")
+        if d == 1:
+            rows = dim
         n *= dim
         if n > 1 << 50:
             raise HeaderError(f"tensor {name}: more than 2^50 elements")
@@ -303,15 +335,18 @@ def _tensor_info(s: _Stream, i: int) -> tuple[str, int, int, int]:
     offset = s.u64(f"{name}: offset")
     if offset > 1 << 50:
         raise HeaderError(f"tensor {name}: offset {offset:,} is not plausible")
-    return name, n, n // block * type_size, offset
+    return name, n, n // block * type_size, offset, int(ttype), rows, n_dims
 
 
 def metadata_json(meta: dict[str, Any]) -> dict[str, Any]:
-    """The token list becomes ``tokenizer.ggml.tokens.count``, as the rest of the panel reads it."""
+    """The token list becomes ``tokenizer.ggml.tokens.count`` (and ``.bytes``, its text), as the
+    rest of the panel reads it; the merges likewise."""
     out = {}
     for k, v in meta.items():
         if isinstance(v, _Count):
             out[f"{k}.count"] = int(v)
+            out[f"{k}.bytes"] = v.text_bytes
+            out[f"{k}.heap"] = v.heap_bytes
         else:
             out[k] = v
     return out

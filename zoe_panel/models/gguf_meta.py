@@ -36,6 +36,9 @@ class GGUFInfo:
     other_tensor_bytes: int = 0  # token embedding, output, norms
     output_tensor_bytes: int = 0
     token_embd_bytes: int = 0
+    # Weight matrices llama.cpp's CPU backend may repack into its own layout (a second copy in
+    # RAM beside the mapped file): bytes by ggml type name, as [rows a multiple of 8, of 4].
+    matrix_bytes: dict[str, list[int]] = field(default_factory=dict)
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.metadata.get(key, default)
@@ -133,7 +136,12 @@ def summarise(path: Path | str, size: int, version: int, header: Header) -> GGUF
     n_blocks = declared if isinstance(declared, int) and 0 <= declared <= 100_000 else None
     per_block: dict[int, int] = {}
     other = output = embd = 0
+    matrices: dict[str, list[int]] = {}
     for t in header.tensors:
+        if t.n_dims in (2, 3) and (t.name.startswith("blk.") or t.name == "output.weight"):
+            entry = matrices.setdefault(t.type_name, [0, 0])
+            entry[0] += t.n_bytes if t.rows % 8 == 0 else 0
+            entry[1] += t.n_bytes if t.rows % 4 == 0 else 0
         m = _BLOCK_RE.match(t.name)
         if m:
             i = int(m.group(1))
@@ -162,4 +170,5 @@ def summarise(path: Path | str, size: int, version: int, header: Header) -> GGUF
         other_tensor_bytes=other,
         output_tensor_bytes=output,
         token_embd_bytes=embd,
+        matrix_bytes=matrices,
     )

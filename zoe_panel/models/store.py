@@ -23,6 +23,9 @@ from zoe_panel.jsonfile import read_cache, write_json_atomic
 from zoe_panel.models.gguf_meta import GGUFInfo, read_gguf
 from zoe_panel.models.shape import model_shape
 
+# Bumped when GGUFInfo gains fields: cached records of an older reader are read again.
+READER_VERSION = 3
+
 GGUF_SUFFIX = ".gguf"
 MAX_CACHE_ENTRIES = 512  # metadata records kept (one per file); the least recently used go first
 SPLIT_RE = re.compile(r"^(?P<base>.+)-(?P<i>\d{5})-of-(?P<n>\d{5})\.gguf$", re.I)
@@ -199,7 +202,7 @@ class ModelStore:
     def info(self, path: Path) -> GGUFInfo:
         st = path.stat()
         key = str(path.resolve())
-        stamp = [st.st_size, st.st_mtime_ns]
+        stamp = [st.st_size, st.st_mtime_ns, READER_VERSION]
         with self._lock:
             cache = self._load_cache()
             hit = cache.get(key)

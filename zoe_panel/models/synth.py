@@ -74,6 +74,24 @@ def read_tokenizer(path: Path) -> dict[str, Any]:
     return out
 
 
+def extend_vocab(tok: dict[str, Any], extra: int) -> dict[str, Any]:
+    """The tokenizer with ``extra`` more (normal) tokens: a vocabulary of another size, for
+    measuring what the engine's tables cost per entry outside the two real tokenizers."""
+    from gguf import GGUFValueType
+
+    out = dict(tok)
+    tokens, types = tok["tokenizer.ggml.tokens"]
+    out["tokenizer.ggml.tokens"] = ([*tokens, *(f"<zoe_extra_{i}>" for i in range(extra))], types)
+    if "tokenizer.ggml.token_type" in tok:
+        values, t = tok["tokenizer.ggml.token_type"]
+        out["tokenizer.ggml.token_type"] = ([*values, *([1] * extra)], t)
+    if "tokenizer.ggml.scores" in tok:
+        values, t = tok["tokenizer.ggml.scores"]
+        out["tokenizer.ggml.scores"] = ([*values, *([0.0] * extra)], t)
+    assert GGUFValueType.ARRAY in types
+    return out
+
+
 def _add_tokenizer(w: Any, tok: dict[str, Any]) -> int:
     from gguf import GGUFValueType
 

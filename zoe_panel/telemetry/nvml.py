@@ -103,3 +103,29 @@ class NvmlSource:
                 except pynvml.NVMLError:
                     pass
                 self._handle = None
+
+
+def gpu_memory(index: int = 0) -> tuple[int, int] | None:
+    """(free, total) bytes of GPU ``index`` straight from NVML, or None without one. For the
+    estimate, whoever asks (the CLI has no sampler): whether the GPU is discrete must not depend on
+    which telemetry source the panel's sampler happened to pick."""
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        return None
+    try:
+        if pynvml.nvmlDeviceGetCount() <= index:
+            return None
+        mem = pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(index))
+        return int(mem.free), int(mem.total)
+    except pynvml.NVMLError:
+        return None
+    finally:
+        try:
+            pynvml.nvmlShutdown()
+        except pynvml.NVMLError:
+            pass

@@ -116,13 +116,7 @@ class Sampler:
         try:
             if self._proc is None or self._proc.pid != pid:
                 self._proc = psutil.Process(pid)
-            rss = self._proc.memory_info().rss
-            # a router's models run in child processes of the engine: count the whole tree
-            for child in self._proc.children(recursive=True):
-                try:
-                    rss += child.memory_info().rss
-                except psutil.Error:
-                    pass
+            rss = tree_rss(self._proc)
         except psutil.Error:
             self._proc = None
             return sample
@@ -142,3 +136,21 @@ class Sampler:
             self._wake.clear()
             if self._wake.wait(max(0.0, next_at - time.monotonic())):
                 next_at = time.monotonic()
+
+
+def tree_rss(proc: psutil.Process) -> int:
+    """RSS of a process and its children: a router's models run in child processes of the engine."""
+    rss = int(proc.memory_info().rss)
+    for child in proc.children(recursive=True):
+        try:
+            rss += int(child.memory_info().rss)
+        except psutil.Error:
+            pass
+    return rss
+
+
+def process_tree_rss(pid: int) -> int | None:
+    try:
+        return tree_rss(psutil.Process(pid))
+    except psutil.Error:
+        return None

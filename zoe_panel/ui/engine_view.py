@@ -31,6 +31,8 @@ def init_form(rt: Runtime, names: list[str]) -> None:
         ("engine-parallel", defaults.PARALLEL),
         ("engine-threads", 0),
         ("engine-flash-attn", defaults.FLASH_ATTN),
+        ("engine-cache-ram", rt.settings.cache_ram_mib),
+        ("engine-checkpoints", rt.settings.ctx_checkpoints),
     ):
         state.setdefault(key, value)
 
@@ -93,7 +95,13 @@ def spec_overrides(form: Mapping[str, Any]) -> dict[str, Any]:
         extra = check_extra_args(shlex.split(str(form.get("engine-extra", "") or "")))
     except ValueError as e:
         raise ConfigError(f"extra arguments: {e}") from None
-    return {
+    out: dict[str, Any] = {}
+    cache_ram = int(form.get("engine-cache-ram", -1))
+    if cache_ram >= 0:  # -1: the runtime sizes it from available memory
+        out["cache_ram_mib"] = cache_ram
+    if "engine-checkpoints" in form:
+        out["ctx_checkpoints"] = int(form["engine-checkpoints"])
+    return out | {
         "extra_args": extra,
         "ctx": int(form.get("engine-ctx", defaults.CTX)),
         "n_gpu_layers": int(form.get("engine-ngl", defaults.N_GPU_LAYERS)),
@@ -131,6 +139,9 @@ def stop_engine(rt: Runtime) -> EngineStatus:
 
 
 def live_status(rt: Runtime) -> None:
+    from zoe_panel.ui.alarm_view import alarm_banner
+
+    alarm_banner(rt, "engine")
     status = rt.engine.status()
     with st.container(key="engine-state"):
         st.markdown(state_line(status))
@@ -190,34 +201,25 @@ def estimate_panel(rt: Runtime, form: Mapping[str, Any]) -> str | None:
                 + ("(counted in used memory, so already outside MemAvailable)" if est.budget.kind == "unified" else "")
             )
         rows = [
-            {
-                "part": "weights",
-                "bytes": fmt_bytes(est.weights_bytes),
-                "detail": f"{fmt_bytes(est.weights_gpu_bytes)} on the GPU" if est.weights_gpu_bytes else "",
-            }
+            {"stage": stage, "part": part, "bytes": fmt_bytes(n), "detail": detail}
+            for stage, part, n, detail in est.parts()
         ]
-        rows += [
-            {
-                "part": f"KV cache ({c.name})",
-                "bytes": fmt_bytes(c.bytes),
-                "detail": f"{c.cells} cells × {c.layers} layers × {c.streams} stream(s), K {c.type_k} / V {c.type_v}",
-            }
-            for c in est.kv
-        ]
-        if est.recurrent_bytes:
-            rows.append({"part": "recurrent state", "bytes": fmt_bytes(est.recurrent_bytes), "detail": "f32"})
-        rows += [
-            {"part": "compute buffers", "bytes": fmt_bytes(est.compute_bytes), "detail": "approximation"},
-            {"part": "output buffer", "bytes": fmt_bytes(est.output_bytes), "detail": ""},
-            {"part": "runtime overhead", "bytes": fmt_bytes(est.overhead_bytes), "detail": est.budget.kind},
-            {
-                "part": "total",
-                "bytes": fmt_bytes(est.total_bytes),
-                "detail": est.calibration.get("note", "not calibrated yet: no measured run of this model"),
-            },
-        ]
+        if not est.calibration:
+            rows.append(
+                {"stage": "", "part": "calibration", "bytes": "", "detail": "no measured run of this model yet"}
+            )
         st.dataframe(rows, hide_index=True, key="engine-estimate-table")
         st.caption("Largest context that fits: " + " · ".join(f"{ct}: {n:,}" for ct, n in best.items()))
+        if flavors.get(spec.flavor).grows_after_load:
+            st.caption(
+                f"After READY the engine may grow by {fmt_bytes(est.after_load_bytes)}: it runs with "
+                f"`--cache-ram {spec.cache_ram_mib}` and `--ctx-checkpoints {spec.ctx_checkpoints}` "
+                f"(at READY {fmt_bytes(est.at_ready_bytes)}, total {fmt_bytes(est.total_bytes)})",
+                help="llama-server keeps a prompt cache in host RAM (upstream default 8 GiB) and, for "
+                "sliding-window and recurrent models, context checkpoints per slot (upstream 32). The panel "
+                "sizes the cache from available memory minus the floor (Settings: cache_ram_mib, "
+                "memory_floor_mib).",
+            )
         for note in est.notes:
             st.caption(note)
     return est.verdict

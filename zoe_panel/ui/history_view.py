@@ -35,9 +35,12 @@ def _display(row: dict[str, Any]) -> dict[str, Any]:
         "ready (s)": round(row["time_to_ready_s"], 2) if row["time_to_ready_s"] else None,
         "KV predicted (MiB)": mib(row["kv_predicted_bytes"]),
         "KV llama.cpp (MiB)": mib(row["kv_reported_bytes"]),
-        "predicted (MiB)": mib(row["predicted_total_bytes"]),
-        "measured peak (MiB)": mib(row["measured_peak_bytes"]),
+        "at READY predicted (MiB)": mib(row["at_ready_bytes"]),
+        "at READY measured (MiB)": mib(row["measured_peak_bytes"]),
         "error %": row["error_pct"],
+        "after READY grew (MiB)": mib(row["growth_after_ready_bytes"]),
+        "after-READY caps (MiB)": mib(row["after_load_cap_bytes"]),
+        "load": row["load_progress_text"],
         "reason": row["reason"],
     }
 
@@ -56,9 +59,26 @@ def runs_table(rt: Runtime) -> list[dict[str, Any]]:
 
 
 def run_chart(rt: Runtime, run_id: str) -> None:
+    """The run's load view (Start -> READY, phases, predicted parts), its growth after READY, and
+    its whole lifetime on the memory chart."""
+    from zoe_panel.engine.loadlog import progress_text
+    from zoe_panel.ui.loadview import run_load_figure
+
     run = rt.history.run(run_id)
     if run is None:
         return
+    fig_load = run_load_figure(rt.history, run)
+    if fig_load is not None:
+        with st.container(key="history-load"):
+            st.plotly_chart(fig_load, key="history-load-plot")
+    if run.load_progress:
+        st.warning(md(progress_text(run.load_progress)))
+    growth, cap = run.growth_after_ready_bytes, run.after_load_cap_bytes
+    if growth is not None:
+        st.caption(
+            f"After READY the engine grew by {fmt_bytes(growth)}"
+            + (f" of the {fmt_bytes(cap)} the estimate allows ({100 * growth / cap:.0f} %)" if cap else "")
+        )
     start = (run.started_at or 0) - 5
     end = run.ended_at or ((run.ready_at or start) + 60)
     samples = rt.history.samples(start, end)
@@ -68,7 +88,7 @@ def run_chart(rt: Runtime, run_id: str) -> None:
         samples,
         markers=markers,
         predicted_total_bytes=run.predicted_total_bytes or predicted,
-        height=360,
+        height=300,
     )
     with st.container(key="history-chart"):
         st.plotly_chart(fig, key="history-plot")

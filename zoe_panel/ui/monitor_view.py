@@ -10,7 +10,7 @@ from zoe_panel.runtime import Runtime
 from zoe_panel.telemetry.ring import downsample
 from zoe_panel.ui.charts import memory_figure
 from zoe_panel.ui.timeline import window_markers
-from zoe_panel.ui.widgets import fmt_bytes
+from zoe_panel.ui.widgets import fmt_bytes, md
 
 WINDOWS = {"1 min": 60.0, "5 min": 300.0, "15 min": 900.0, "1 h": 3600.0}
 MAX_POINTS = 1500
@@ -27,7 +27,76 @@ def router_models(rt: Runtime) -> dict[str, str] | None:
     return instance_models([line.split(" ", 1)[-1] for line in rt.engine.logs(4000)])
 
 
+LOAD_VIEW_AFTER_S = 120.0  # the load view stays this long after READY / FAILED
+
+
+def load_view(rt: Runtime) -> None:
+    """While an engine starts (and a while after): its load, zoomed to Start -> READY."""
+    from zoe_panel.engine.base import EngineState
+    from zoe_panel.ui.loadview import load_figure, predicted_parts
+
+    status = rt.engine.status()
+    run = rt.history.run(status.run_id) if status.run_id else None
+    if run is None or run.started_at is None:
+        return
+    end = run.ready_at or (run.ended_at if run.outcome == "failed" else None)
+    if status.state != EngineState.STARTING and (end is None or time.time() - end > LOAD_VIEW_AFTER_S):
+        return
+    samples = rt.ring.snapshot(since=run.started_at - 1.0)
+    fig = load_figure(
+        samples,
+        rt.recorder.current_events or rt.history.events(run.run_id),
+        started_at=run.started_at,
+        ended_at=end,
+        failed=run.outcome == "failed" and run.ready_at is None,
+        predicted=predicted_parts(run.estimate),
+        baseline_ram_used=run.baseline_ram_used_bytes,
+        height=420,
+    )
+    with st.container(key="monitor-load"):
+        st.markdown(f"**Load of {md(run.model or '')}** · {status.state.value}")
+        st.plotly_chart(fig, key="monitor-load-plot", config={"displaylogo": False})
+
+
+def after_ready_line(rt: Runtime) -> None:
+    """The engine's growth since READY against what the estimate allowed for it."""
+    from zoe_panel.engine.base import EngineState
+
+    status = rt.engine.status()
+    run = rt.history.run(status.run_id) if status.run_id else None
+    latest = rt.ring.latest()
+    if status.state != EngineState.READY or run is None or latest is None or latest.engine_rss_bytes is None:
+        return
+    ready = run.ready_rss_bytes
+    if ready is None:
+        return
+    est = run.estimate
+    growth = latest.engine_rss_bytes - ready
+    peak = (run.peak_after_ready_rss_bytes or latest.engine_rss_bytes) - ready
+    cap = int(est.get("after_load_bytes") or 0)
+    parts = ", ".join(
+        f"{label} {fmt_bytes(est.get(key))}"
+        for key, label in (
+            ("prompt_cache_bytes", "prompt cache"),
+            ("checkpoint_bytes", "checkpoints"),
+            ("working_set_bytes", "compute working set"),
+        )
+        if est.get(key)
+    )
+    share = f" ({100 * peak / cap:.0f} % of it)" if cap else ""
+    with st.container(key="monitor-after-ready"):
+        st.markdown(
+            f"**Since READY** the engine grew by {fmt_bytes(max(0, growth))} (peak {fmt_bytes(max(0, peak))}{share}); "
+            f"the estimate allows {fmt_bytes(cap)} after READY" + (f": {parts}" if parts else "")
+        )
+
+
 def render_monitor(rt: Runtime, window_s: float) -> None:
+    from zoe_panel.ui.alarm_view import alarm_banner
+
+    alarm_banner(rt, "monitor")
+    load_view(rt)
+    after_ready_line(rt)
     samples = rt.ring.snapshot(since=time.time() - window_s)
     sampler = rt.sampler
     latest = samples[-1] if samples else None

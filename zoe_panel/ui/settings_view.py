@@ -57,6 +57,7 @@ GROUPS = {
         "history_keep_days",
         "memory_bandwidth_gbps",
     ),
+    "Memory": ("memory_floor_mib", "cache_ram_mib", "ctx_checkpoints", "router_budget_mib"),
     "Files": ("models_dir", "cache_dir", "disk_margin_bytes", "upload_max_mb"),
     "Access": ("session_timeout_s", "login_max_attempts", "login_lockout_s", "trusted_proxies"),
 }

@@ -37,6 +37,9 @@ class Flavor:
     readiness_path: str = "/health"  # 503 while loading, 200 when ready
     tcp_probe_once_loaded: bool = False  # a probe that takes the model lock would cut streams
     keeps_all_logits: bool = False  # logits of every token in a batch (the compute buffer)
+    # llama-server's prompt cache (--cache-ram) and context checkpoints (--ctx-checkpoints): memory
+    # that grows after READY. llama-cpp-python's server keeps neither by default.
+    grows_after_load: bool = True
     splits_slots: bool = True  # --parallel slots exist (else one sequence)
     runs_in_docker: bool = False
     streams_prompt_progress: bool = False  # return_progress: prompt processing reported while it runs

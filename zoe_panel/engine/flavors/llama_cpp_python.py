@@ -56,6 +56,7 @@ FLAVOR = LlamaCppPython(
     tcp_probe_once_loaded=True,
     keeps_all_logits=True,
     splits_slots=False,
+    grows_after_load=False,
     ready_markers=("Uvicorn running on",),
     safe_rebuild=(
         "rebuild llama-cpp-python with the safe variant: ZOE_BUILD_VARIANT=portable make setup "

@@ -107,7 +107,9 @@ class Router(LlamaServer):
         base = llama_server_argv(binary, replace(spec, extra_args=()), caps)
         i = base.index("-m")
         base = base[:i] + base[i + 2 :]
-        for flag in ("-c", "-a"):  # per model (preset) and per model id (the router sets the alias)
+        # per model (preset) and per model id (the router sets the alias); the prompt cache and the
+        # checkpoints are per model too, sized in each model's preset
+        for flag in ("-c", "-a", "--cache-ram", "--ctx-checkpoints", "--swa-checkpoints"):
             if flag in base:
                 j = base.index(flag)
                 base = base[:j] + base[j + 2 :]
