@@ -30,6 +30,7 @@ BENCHES = {
     9: "b9_suite",
     10: "b10_hostile_gguf",
     11: "b11_build_variants",
+    12: "b12_after_load",
 }
 
 

@@ -42,6 +42,7 @@ class _Run:
     after_peak: int = 0
     pid: int | None = None
     model_path: str = ""
+    pending_cache: str = ""  # the KV cache the log announced last, for its size line
 
 
 class RunRecorder:
@@ -164,10 +165,25 @@ class RunRecorder:
             return
         run.last_log_t = fresh[-1][0]
         run.seen_texts = {text for t, text in fresh if t == run.last_log_t}
-        events = [e for e in parse_lines(fresh) if e.t >= run.started_at - 1]
+        events = self._name_caches(run, [e for e in parse_lines(fresh) if e.t >= run.started_at - 1])
         if events:
             run.events.extend(events)
             self.history.add_events(run.run_id, events)
+
+    @staticmethod
+    def _name_caches(run: _Run, events: list[LoadEvent]) -> list[LoadEvent]:
+        """Name each KV cache after the "creating SWA KV cache" line before it, also when that
+        line came in the previous harvest of the log."""
+        out = []
+        for e in events:
+            if e.phase == "kv_layout":
+                run.pending_cache = str(e.detail.get("cache") or "")
+            elif e.phase == "kv_cache":
+                if not e.detail.get("cache") and run.pending_cache:
+                    e = LoadEvent(e.t, e.phase, e.text, e.bytes, e.device, {**e.detail, "cache": run.pending_cache})
+                run.pending_cache = ""
+            out.append(e)
+        return out
 
     def _peaks(self, run: _Run, s: Sample) -> None:
         gpu = None

@@ -56,7 +56,9 @@ def test_ready_plus_after_load_is_the_total_and_the_verdict_covers_it() -> None:
     assert e.prompt_cache_bytes == 512 * MIB and e.checkpoint_bytes == 0  # full attention: none
     # on the CPU the compute buffer's pages are touched by prompts after READY, not at load
     assert e.compute_at_ready_bytes == 0 and e.working_set_bytes == e.compute_bytes
-    assert e.after_load_bytes == 512 * MIB + e.compute_bytes
+    # and each slot's sampling buffers over the vocabulary (4 slots × 49152 tokens × 24 bytes + 1 MiB)
+    assert e.serving_bytes == 4 * (49152 * 24 + MIB)
+    assert e.after_load_bytes == 512 * MIB + e.compute_bytes + e.serving_bytes
     # enough memory for READY but not for the prompt cache: the verdict says so
     budget = MemoryBudget("cpu", e.at_ready_bytes + 600 * MIB, repack_types=X86)
     assert estimate(SMOL, spec(ctx=2048, cache_ram_mib=0), budget).verdict is Verdict.FITS

@@ -69,6 +69,11 @@ TABLE_PER_TOKEN = 175
 TABLE_PER_MERGE = 165
 TABLE_LONG_TOKEN_COPIES = 4
 TABLE_PER_LAYER = 77 * 1024
+# What each slot allocates at its first request: the sampler's candidates over the vocabulary
+# (id, logit, p: 12 bytes, kept twice) and the request's buffers (tokens, JSON, the HTTP thread's
+# malloc arena). Measured growth beyond the buffers after one prompt: ~2 MiB (SmolLM2), ~9 (Gemma-3).
+SLOT_BYTES_PER_TOKEN = 24
+SLOT_BYTES = 1 * MIB
 # Types llama.cpp's CPU backend repacks (ggml-cpu/repack.cpp), with the row multiple each needs.
 REPACK_X86_AVX2 = {"Q4_0": 8, "Q4_K": 8, "IQ4_NL": 8, "MXFP4": 8}
 REPACK_X86_AVX512 = {"Q2_K": 8}
@@ -180,6 +185,7 @@ class Estimate:
     checkpoint_each_bytes: int = 0
     slots: int = 1
     gpu_context_bytes: int = 0  # the CUDA context and runtime, inside overhead_bytes
+    serving_bytes: int = 0  # each slot's sampling candidates and request buffers, made by its first request
 
     @property
     def kv_bytes(self) -> int:
@@ -215,7 +221,7 @@ class Estimate:
 
     @property
     def after_load_bytes(self) -> int:
-        return self.prompt_cache_bytes + self.checkpoint_bytes + self.working_set_bytes
+        return self.prompt_cache_bytes + self.checkpoint_bytes + self.working_set_bytes + self.serving_bytes
 
     @property
     def total_bytes(self) -> int:
@@ -288,6 +294,10 @@ class Estimate:
         rows.append(("at READY", "= at READY", self.at_ready_bytes, ""))
         if self.working_set_bytes:
             rows.append(("after READY", "compute working set", self.working_set_bytes, "CPU pages long prompts touch"))
+        if self.serving_bytes:
+            rows.append(
+                ("after READY", "slot buffers", self.serving_bytes, f"sampling and requests, {self.slots} slot(s)")
+            )
         rows.append(
             (
                 "after READY",
@@ -338,6 +348,7 @@ class Estimate:
             "checkpoint_bytes": self.checkpoint_bytes,
             "checkpoint_each_bytes": self.checkpoint_each_bytes,
             "working_set_bytes": self.working_set_bytes,
+            "serving_bytes": self.serving_bytes,
             "after_load_bytes": self.after_load_bytes,
             "total_bytes": self.total_bytes,
             "gpu_bytes": self.gpu_bytes,
@@ -558,6 +569,7 @@ def estimate(
         checkpoint_each_bytes=each,
         slots=n_seq,
         gpu_context_bytes=context,
+        serving_bytes=n_seq * (shape.n_vocab * SLOT_BYTES_PER_TOKEN + SLOT_BYTES),
     )
 
 

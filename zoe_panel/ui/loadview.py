@@ -86,7 +86,7 @@ def bands(events: Sequence[LoadEvent], started_at: float, ended_at: float | None
             close(at, "weights", "weights")
         if e.phase == "kv_cache":
             name = e.detail.get("cache") or ""
-            close(at, f"KV cache {name}".strip(), "KV cache")
+            close(at, f"KV cache ({name})" if name else "KV cache", "KV cache")
         elif e.phase == "recurrent":
             close(at, "recurrent state", "KV cache")
         elif e.phase == "compute_buffer" and "compute" not in kinds:
@@ -143,9 +143,9 @@ def load_figure(
     )
     base = baseline_ram_used if baseline_ram_used is not None else (shown[0].ram_used_bytes if shown else 0)
     line(
-        "RAM in use above the start",
+        "RAM in use above the start (whole system)",
         [None if s is None else (s.ram_used_bytes - base) / MIB for s in points],
-        line={"width": 1.5, "dash": "dot", "color": "#7f7f7f"},
+        line={"width": 1, "dash": "dot", "color": "rgba(127,127,127,0.6)"},
     )
     line(
         "GPU memory",
@@ -158,8 +158,11 @@ def load_figure(
         row=2,
         line={"width": 1, "color": "rgba(100,100,100,0.8)"},
     )
-    _bands(fig, bands(events, started_at, ended_at, failed))
-    _predicted(fig, predicted)
+    _bands(fig, bands(events, started_at, ended_at, failed), end - started_at + 0.5)
+    measured_top = max(
+        [v for s in shown for v in (s.engine_rss_bytes or 0, s.gpu_mem_used_bytes or 0, s.ram_used_bytes - base)] or [0]
+    )
+    _predicted(fig, predicted, measured_top / MIB)
     fig.update_layout(
         height=height,
         margin={"l": 50, "r": 20, "t": 30, "b": 40},
@@ -173,15 +176,29 @@ def load_figure(
     return fig
 
 
-def _bands(fig: go.Figure, phases: Sequence[Band]) -> None:
-    for i, b in enumerate(phases):
+def label_rows(phases: Sequence[Band], span_s: float, width_px: float = 820.0, rows: int = 4) -> list[int]:
+    """A row for each band's label so that no two labels overlap: each goes on the first row
+    whose last label ends before it starts (widths estimated from the text at 11 px type)."""
+    per_s = width_px / max(span_s, 1e-6)
+    ends = [-1e9] * rows
+    out = []
+    for b in phases:
+        centre = (b.start + b.end) / 2 * per_s
+        half = (6.5 * len(b.label) + 12) / 2
+        row = next((r for r in range(rows) if ends[r] < centre - half), min(range(rows), key=lambda r: ends[r]))
+        ends[row] = centre + half
+        out.append(row)
+    return out
+
+
+def _bands(fig: go.Figure, phases: Sequence[Band], span_s: float) -> None:
+    for b, row in zip(phases, label_rows(phases, span_s), strict=True):
         fig.add_vrect(
             x0=b.start, x1=max(b.end, b.start + 0.02), fillcolor=BAND_COLORS[b.kind], line_width=0, row=1, col=1
         )
-        # labels on three staggered rows near the top: neighbours never sit on one line
         fig.add_annotation(
             x=(b.start + b.end) / 2,
-            y=1.0 - 0.07 * (i % 3),
+            y=1.0 - 0.075 * row,
             yref="y domain",
             text=b.label,
             showarrow=False,
@@ -192,17 +209,36 @@ def _bands(fig: go.Figure, phases: Sequence[Band]) -> None:
         )
 
 
-def _predicted(fig: go.Figure, parts: Sequence[PredictedPart]) -> None:
-    """Cumulative predicted levels: each line is 'everything up to this part'."""
+def _predicted(fig: go.Figure, parts: Sequence[PredictedPart], measured_top: float) -> None:
+    """Cumulative predicted levels: each line is 'everything up to this part'. A level far above
+    what the load reached (a multi-GiB prompt cache cap) would flatten the chart: it is written at
+    the top instead of drawn."""
     level = 0
+    shown_top = measured_top
     for i, part in enumerate(parts):
         level += part.bytes
         last = i == len(parts) - 1
+        if i and level / MIB > 1.6 * max(shown_top, 1.0):
+            fig.add_annotation(
+                x=1.0,
+                xref="x domain",
+                y=1.0,
+                yref="y domain",
+                xanchor="right",
+                yanchor="bottom",
+                text=f"+ {part.label}: {level / MIB:.0f} MiB (above the scale)",
+                showarrow=False,
+                font={"size": 10, "color": "#b35900"},
+                row=1,
+                col=1,
+            )
+            continue
+        shown_top = max(shown_top, level / MIB)
         fig.add_hline(
             y=level / MIB,
             line={"dash": "dot" if last else "dash", "width": 1, "color": "orange"},
             annotation_text=f"{'+ ' if i else ''}{part.label}: {level / MIB:.0f} MiB",
-            annotation_position="right",
+            annotation_position="top left",
             annotation_font={"size": 10, "color": "#b35900"},
             row=1,
             col=1,
