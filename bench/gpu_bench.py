@@ -118,6 +118,80 @@ def memory_rows(rt: Any, model: str, contexts: list[int], out: Path) -> list[dic
     return rows
 
 
+def sweep_rows(rt: Any, model: str, configs: list[tuple[int, int, str, int]]) -> list[dict[str, Any]]:
+    """The compute buffer and both memory pools across contexts, ubatches, flash attention and
+    slots: what CUDA allocated (per device, from the log) and what NVML saw, against the estimate."""
+    rows = []
+    for ctx, ub, fa, np_ in configs:
+        spec = rt.default_spec(model, ctx=ctx, ubatch=ub, flash_attn=fa, parallel=np_, n_gpu_layers=999)
+        est = rt.memory.estimate(spec, calibrated=False)
+        t0 = time.time()
+        rt.engine.start(spec)
+        st = rt.engine.wait(240, on_poll=rt.recording())
+        time.sleep(1.5)
+        pid = rt.engine.engine_pid()
+        # this engine's samples only: the sampler may still carry the previous engine's reading
+        samples = [s for s in rt.ring.snapshot(since=t0 + 0.3) if s.engine_rss_bytes]
+        events = rt.engine.load_events(3000)
+        rt.engine.stop()
+        time.sleep(1.0)
+        compute = [e for e in events if e.phase == "compute_buffer" and e.bytes]
+        cuda = sum(e.bytes or 0 for e in compute if e.device.startswith("CUDA") and "Host" not in e.device)
+        host = sum(e.bytes or 0 for e in compute if not (e.device.startswith("CUDA") and "Host" not in e.device))
+        proc = max((s.engine_gpu_bytes or 0) for s in samples)
+        rss = max((s.engine_rss_bytes or 0) for s in samples)
+        pools = {p.name: p for p in est.pools()}
+        host_ready = est.at_ready_bytes - est.gpu_bytes
+        # the offloaded weights were read through the file mapping: page cache, reclaimable, in RSS
+        host_measured = rss - est.weights_gpu_bytes
+        rows.append(
+            {
+                "ctx": ctx,
+                "ubatch": ub,
+                "fa": fa,
+                "slots": np_,
+                "compute_pred_mib": round(est.compute_bytes / MIB, 1),
+                "compute_cuda_mib": round(cuda / MIB, 1),
+                "compute_host_mib": round(host / MIB, 1),
+                "compute_err_pct": round(100 * (est.compute_bytes - cuda) / cuda, 1) if cuda else None,
+                "gpu_pred_mib": round(est.gpu_bytes / MIB),
+                "gpu_nvml_proc_mib": round(proc / MIB),
+                "gpu_err_pct": round(100 * (est.gpu_bytes - proc) / proc, 1) if proc else None,
+                "host_ready_pred_mib": round(host_ready / MIB),
+                "rss_peak_mib": round(rss / MIB),
+                "host_measured_mib": round(host_measured / MIB),
+                "host_err_pct": round(100 * (host_ready - host_measured) / host_measured, 1)
+                if host_measured > 0
+                else None,
+                "pid": pid,
+                "memory_kind": est.budget.kind,
+                "pools": " ".join(f"{p.name}:{p.verdict.value}" for p in pools.values()),
+                "state": st.state.value,
+            }
+        )
+        print(rows[-1], file=sys.stderr, flush=True)
+    return rows
+
+
+def cli_estimate(model: str) -> dict[str, Any]:
+    """The estimate as the CLI gives it (no sampler running): the memory kind must still be the
+    hardware's (an H200 run once reported 'cpu' and compared a GPU KV cache with host memory)."""
+    env = {k: v for k, v in os.environ.items() if k != "ZOE_TELEMETRY"}
+    done = subprocess.run(
+        [sys.executable, "-m", "zoe_panel", "estimate", model, "--ctx", "8192", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    try:
+        data = json.loads(done.stdout)
+    except ValueError:
+        return {"error": (done.stderr or done.stdout)[-500:]}
+    keep = ("memory_kind", "gpu_bytes", "host_bytes", "at_ready_bytes", "after_load_bytes", "verdict", "pools")
+    return {k: data.get(k) for k in keep}
+
+
 def raw_stream(base: str, max_tokens: int, seed: int) -> dict[str, Any]:
     """A plain httpx stream, no panel code: the baseline client."""
     body = {
@@ -320,6 +394,8 @@ def main() -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--smoke", action="store_true", help="tiny model, CPU, few requests: test the script")
     p.add_argument("--make-smoke-model", action="store_true", help="write the tiny model, print its path, exit")
+    p.add_argument("--sweep", action="store_true", help="the compute-buffer and memory-pool sweep")
+    p.add_argument("--skip-throughput", action="store_true", help="memory tables only")
     p.add_argument(
         "--hbm-gbps",
         type=float,
@@ -368,17 +444,43 @@ def main() -> int:
     ]
     mem = memory_rows(rt, model_path.name, [4096] if args.smoke else [4096, 32768], out)
     report.append(table("1. GPU memory: predicted vs NVML, KV predicted vs llama.cpp", mem))
-    thr = throughput_rows(rt, model_path.name, args.llama_server, 3 if args.smoke else 10, 32 if args.smoke else 256)
-    report.append(table("2. Panel-started vs hand-started llama-server (median, interleaved)", thr))
-    bench = llama_bench(args.llama_bench, str(model_path)) if args.llama_bench else {}
-    roof = roofline_rows(machine, args.hbm_gbps, copy_bandwidth_gbps(), model_path.stat().st_size, thr[0], bench)
-    report.append(table("3. Decode tokens/s vs the memory-bandwidth roofline (bytes/token ≈ weights)", roof))
+    thr: list[dict[str, Any]] = []
+    bench: dict[str, Any] = {}
+    roof: list[dict[str, Any]] = []
+    if not args.skip_throughput:
+        thr = throughput_rows(
+            rt, model_path.name, args.llama_server, 3 if args.smoke else 10, 32 if args.smoke else 256
+        )
+        report.append(table("2. Panel-started vs hand-started llama-server (median, interleaved)", thr))
+        bench = llama_bench(args.llama_bench, str(model_path)) if args.llama_bench else {}
+        roof = roofline_rows(machine, args.hbm_gbps, copy_bandwidth_gbps(), model_path.stat().st_size, thr[0], bench)
+        report.append(table("3. Decode tokens/s vs the memory-bandwidth roofline (bytes/token ≈ weights)", roof))
+    sweep: list[dict[str, Any]] = []
+    cli: dict[str, Any] = {}
+    if args.sweep:
+        configs = [(2048, 512, "on", 1)]
+        if not args.smoke:
+            configs = [(c, u, f, 1) for c in (2048, 8192, 32768) for u in (256, 512, 1024) for f in ("on", "off")]
+            configs += [(8192, 512, "on", 4), (8192, 512, "off", 4)]
+        sweep = sweep_rows(rt, model_path.name, configs)
+        report.append(table("4. Compute buffer and memory pools: predicted vs CUDA's log and NVML", sweep))
+        cli = cli_estimate(model_path.name)
+        report.append(f"CLI estimate (no sampler): {json.dumps(cli)}\n")
     text = "\n".join(report)
     print(text, flush=True)
     (out / "gpu-bench.md").write_text(text)
     (out / "gpu-bench.json").write_text(
         json.dumps(
-            {"machine": machine, "memory": mem, "throughput": thr, "llama_bench": bench, "roofline": roof}, indent=1
+            {
+                "machine": machine,
+                "memory": mem,
+                "throughput": thr,
+                "llama_bench": bench,
+                "roofline": roof,
+                "sweep": sweep,
+                "cli_estimate": cli,
+            },
+            indent=1,
         )
     )
     rt.close()

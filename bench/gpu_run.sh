@@ -9,6 +9,8 @@
 #   ZOE_GPU_TEGRA_CHECK=1  also compile the Jetson branch (sm_87, no VMM) and list its cubins
 #   ZOE_GPU_TEGRA_ONLY=1   only that compile check (the build and benchmark take a call of their own)
 #   ZOE_GPU_RUN_SMOKE=1    the same steps on a CPU machine (the tests run it): CPU build, tiny model
+#   ZOE_GPU_SWEEP=1        also the compute-buffer / memory-pool sweep (18 contexts x ubatch x flash attention)
+#   ZOE_GPU_SKIP_THROUGHPUT=1  memory tables only (no throughput, llama-bench, roofline)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/gpu-out}"; mkdir -p "$OUT"
@@ -40,7 +42,10 @@ echo "build (or cache hit) took $(( $(date +%s) - t0 )) s: $server"
 "$server" --version 2>&1 | head -2
 BENCH=()
 [ -x "$(dirname "$server")/llama-bench" ] && BENCH=(--llama-bench "$(dirname "$server")/llama-bench")
-"$PY" bench/gpu_bench.py --llama-server "$server" "${BENCH[@]}" --tokenizer "$TOK" --out "$OUT" "${SMOKE_ARGS[@]}"
+EXTRA=()
+[ "${ZOE_GPU_SWEEP:-0}" = 1 ] && EXTRA+=(--sweep)
+[ "${ZOE_GPU_SKIP_THROUGHPUT:-0}" = 1 ] && EXTRA+=(--skip-throughput)
+"$PY" bench/gpu_bench.py --llama-server "$server" "${BENCH[@]}" --tokenizer "$TOK" --out "$OUT" "${SMOKE_ARGS[@]}" "${EXTRA[@]}"
 fi
 if [ "${ZOE_GPU_TEGRA_CHECK:-0}" = 1 ] || [ "${ZOE_GPU_TEGRA_ONLY:-0}" = 1 ]; then
   t0=$(date +%s)

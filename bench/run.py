@@ -61,14 +61,22 @@ def main() -> int:
             text = f"### {n}. {BENCHES[n]} FAILED\n\n```\n{traceback.format_exc()[-2000:]}\n```\n"
         print(text, flush=True)
         parts.append(text)
-    gpu = ROOT / "bench/results/h100/gpu-bench.md"
-    if gpu.exists() and not args.only:
-        parts += [
-            "## 7. NVIDIA H100 (bench/gpu_run.sh on the device machine; last run)",
-            "",
-            gpu.read_text().replace("## GPU run", "GPU").replace("### ", "#### "),
-            "",
-        ]
+    gpu_runs = [
+        ("h200/gpu-bench.md", "7. NVIDIA H200 (bench/gpu_run.sh on the device machine; last full run)"),
+        (
+            "h200/memory-pools.md",
+            "7b. NVIDIA H200: the estimate per memory pool over 20 configurations (ZOE_GPU_SWEEP=1 bench/gpu_run.sh; "
+            "raw output in bench/results/h200/gpu-sweep.md). Host measured = RSS minus the offloaded weights' "
+            "file pages, plus the pinned inputs llama.cpp logs as its CUDA_Host compute buffer (pinned pages are "
+            "not in RSS)",
+        ),
+        ("h100/gpu-bench.md", "7c. NVIDIA H100 (an earlier run)"),
+    ]
+    for rel, title in gpu_runs:
+        gpu = ROOT / "bench/results" / rel
+        if gpu.exists() and not args.only:
+            body = gpu.read_text().replace("## GPU run", "GPU").replace("### ", "#### ")
+            parts += [f"## {title}", "", body, ""]
     Path(args.out).write_text("\n".join(parts))
     print(f"wrote {args.out}")
     return 1 if failed else 0

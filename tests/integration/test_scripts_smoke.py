@@ -33,6 +33,7 @@ def test_gpu_run_script_smoke_on_the_cpu(tmp_path: Path, settings_with_model: Se
         ["bench/gpu_run.sh"],
         {
             "ZOE_GPU_RUN_SMOKE": "1",
+            "ZOE_GPU_SWEEP": "1",
             "ZOE_GPU_TOKENIZER": str(tokenizer),
             "OUT": str(tmp_path / "out"),
             "ZOE_BENCH_HOME": str(tmp_path / "home"),
@@ -44,6 +45,7 @@ def test_gpu_run_script_smoke_on_the_cpu(tmp_path: Path, settings_with_model: Se
     report = (tmp_path / "out" / "gpu-bench.md").read_text()
     assert "1. GPU memory" in report and "3. Decode tokens/s vs the memory-bandwidth roofline" in report
     assert "Jetson Orin NX 16GB datasheet (for comparison) 102.4 GB/s" in report
+    assert "4. Compute buffer and memory pools" in report and '"memory_kind": "cpu"' in report
     assert "compiling" not in done.stderr  # the checked CPU build was reused
 
 

@@ -86,9 +86,32 @@ def test_a_gpu_commits_its_compute_buffer_at_ready() -> None:
     orin = MemoryBudget("unified", 12 * GIB)
     e = estimate(SMOL, spec(ctx=4096, cache_ram_mib=0), orin)
     assert e.compute_at_ready_bytes == e.compute_bytes and e.working_set_bytes == 0
-    # CUDA keeps the KQ mask in f32: 4 bytes per cell and token (H200 slope 117 - 61 MiB over 28672 cells)
-    cpu = estimate(SMOL, spec(ctx=4096, cache_ram_mib=0), CPU)
-    assert e.compute_bytes - cpu.compute_bytes == 4096 * 512 * 2
+    assert e.compute_host_bytes == 512 * (8 * 576 + 2 * 4096)  # the pinned inputs beside it
+
+
+@pytest.mark.parametrize(
+    ("ctx", "ub", "fa", "cuda_mib", "host_mib"),
+    [  # the H200 sweep (bench/results/h200/gpu-sweep-1.md): CUDA0 and CUDA_Host compute buffers
+        (2048, 256, "on", 23.5, 5.0),
+        (8192, 512, "on", 53.0, 16.0),
+        (32768, 1024, "on", 154.0, 80.0),
+        (8192, 512, "off", 545.0, 25.0),
+        (32768, 1024, "off", 4258.0, 146.0),
+    ],
+)
+def test_cuda_compute_buffers_match_the_h200_sweep(
+    ctx: int, ub: int, fa: str, cuda_mib: float, host_mib: float
+) -> None:
+    from types import SimpleNamespace
+
+    from zoe_panel.models.fit import KVCache, compute_bytes, compute_host_bytes
+
+    # the sweep's synthetic 1.1B model: 22 layers, 2048 wide, 32 heads, FFN 5632, SmolLM2's vocabulary
+    shape = SimpleNamespace(n_ff=5632, n_embd=2048, n_head=32, n_vocab=49152)
+    caches = [KVCache("KV", ctx, 22, 1, "f16", "f16", 0, 0)]
+    s = spec(ctx=ctx, ubatch=ub, flash_attn=fa)
+    assert compute_bytes(shape, s, caches, gpu=True) / MIB == pytest.approx(cuda_mib, rel=0.05)  # type: ignore[arg-type]
+    assert compute_host_bytes(shape, s, caches) / MIB == pytest.approx(host_mib, rel=0.05)  # type: ignore[arg-type]
 
 
 def test_discrete_gpu_parts_against_gpu_memory_host_parts_against_host_memory() -> None:

@@ -53,7 +53,11 @@ TYPE_BLOCKS: dict[str, tuple[int, int]] = {
     "iq4_nl": (32, 18),
 }
 # The CUDA context and runtime (REFERENCE.md §12): ~600 MiB on a discrete GPU, less on Jetson.
+# The H200 sweep: NVML's per-process memory within 0.9 % of weights + KV + compute + 600 MiB.
 GPU_CONTEXT = {"cpu": 0, "unified": 320 * MIB, "discrete": 600 * MIB}
+# Host memory the CUDA driver and runtime take besides (anonymous pages: the H200's RSS minus the
+# mapped model and the libraries' pages, ~180 MiB). On a Jetson it is inside the unified figure.
+HOST_CUDA_RUNTIME = {"cpu": 0, "unified": 0, "discrete": 180 * MIB}
 # llama-server's binary and shared libraries as resident pages: 12 MiB for a native CPU build,
 # 15 MiB for the portable one (it maps every CPU variant's library). Replaced by what History
 # measured for the same engine version when it has (the run's file-backed pages, model excluded).
@@ -186,6 +190,8 @@ class Estimate:
     slots: int = 1
     gpu_context_bytes: int = 0  # the CUDA context and runtime, inside overhead_bytes
     serving_bytes: int = 0  # each slot's sampling candidates and request buffers, made by its first request
+    compute_host_bytes: int = 0  # with a GPU: the graph's inputs in pinned host memory
+    host_runtime_bytes: int = 0  # with a GPU: the CUDA driver's and runtime's host memory
 
     @property
     def kv_bytes(self) -> int:
@@ -212,6 +218,8 @@ class Estimate:
             + self.kv_bytes
             + self.recurrent_bytes
             + self.compute_at_ready_bytes
+            + self.compute_host_bytes
+            + self.host_runtime_bytes
             + self.output_bytes
             + self.tables_bytes
             + self.overhead_bytes
@@ -285,6 +293,10 @@ class Estimate:
             rows.append(("at READY", "recurrent state", self.recurrent_bytes, ""))
         if self.compute_at_ready_bytes:
             rows.append(("at READY", "compute buffer", self.compute_at_ready_bytes, "committed on the GPU"))
+        if self.compute_host_bytes:
+            rows.append(("at READY", "compute inputs (pinned host)", self.compute_host_bytes, "CUDA_Host buffer"))
+        if self.host_runtime_bytes:
+            rows.append(("at READY", "CUDA runtime (host)", self.host_runtime_bytes, "driver and runtime"))
         rows.append(("at READY", "output buffer", self.output_bytes, "logits"))
         rows.append(("at READY", "tokenizer and tables", self.tables_bytes, ""))
         ctx = f", CUDA context {self.gpu_context_bytes / MIB:.0f} MiB" if self.gpu_context_bytes else ""
@@ -340,6 +352,8 @@ class Estimate:
             "recurrent_bytes": self.recurrent_bytes,
             "compute_bytes": self.compute_bytes,
             "compute_at_ready_bytes": self.compute_at_ready_bytes,
+            "compute_host_bytes": self.compute_host_bytes,
+            "host_runtime_bytes": self.host_runtime_bytes,
             "output_bytes": self.output_bytes,
             "tables_bytes": self.tables_bytes,
             "overhead_bytes": self.overhead_bytes,
@@ -432,11 +446,11 @@ def recurrent_bytes(shape: ModelShape, spec: EngineSpec) -> int:
 
 def compute_bytes(shape: ModelShape, spec: EngineSpec, caches: list[KVCache], *, gpu: bool = False) -> int:
     ub = spec.ubatch
-    ffn = ub * 4 * (3 * shape.n_ff + 4 * shape.n_embd)
     fa = spec.flash_attn != "off"
-    # CUDA keeps the KQ mask as f32 beside its f16 copy: 4 bytes per cell and token (H200: 61 and
-    # 117 MiB at ctx 4096 and 32768, a slope of exactly 512 tokens × 4 bytes per cell)
-    masks = sum(c.cells for c in caches) * ub * (4 if gpu or not fa else 2)
+    # The FFN working set: fitted to llama.cpp's CPU buffers (3·n_ff + 4·n_embd floats per token);
+    # CUDA's graph keeps one activation fewer (3·n_ff + 3·n_embd: H200 sweep, within 1 %).
+    ffn = ub * 4 * (3 * shape.n_ff + (3 if gpu else 4) * shape.n_embd)
+    masks = sum(c.cells for c in caches) * ub * (2 if fa else 4)
     # llama-cpp-python keeps logits for every token of a batch: a ubatch × vocab f32 output
     work = shape.n_vocab * 4 * (ub if flavors.get(spec.flavor).keeps_all_logits else 1)
     if fa:
@@ -444,6 +458,16 @@ def compute_bytes(shape: ModelShape, spec: EngineSpec, caches: list[KVCache], *,
     scores = max((c.cells for c in caches), default=0) * ub * 4 * max(1, shape.n_head)
     attn = ub * 4 * 6 * shape.n_embd + scores
     return max(ffn, attn, work) + masks + (0 if work > max(ffn, attn) else work)
+
+
+def compute_host_bytes(shape: ModelShape, spec: EngineSpec, caches: list[KVCache]) -> int:
+    """With a GPU, the graph's inputs live in pinned host memory (llama.cpp's "CUDA_Host compute
+    buffer"): the embeddings' rows and the KQ mask, f16 with flash attention, f32 without. From
+    the H200 sweep: ub × (8·n_embd + 2·cells) bytes, and ub × (9·n_embd + 4·cells) without FA."""
+    cells = sum(c.cells for c in caches)
+    if spec.flash_attn != "off":
+        return spec.ubatch * (8 * shape.n_embd + 2 * cells)
+    return spec.ubatch * (9 * shape.n_embd + 4 * cells)
 
 
 def gpu_layers(shape: ModelShape, spec: EngineSpec, budget: MemoryBudget) -> int:
@@ -556,6 +580,8 @@ def estimate(
         kv=tuple(caches),
         recurrent_bytes=recurrent_bytes(shape, spec),
         compute_bytes=compute_bytes(shape, spec, caches, gpu=offloaded > 0),
+        compute_host_bytes=compute_host_bytes(shape, spec, caches) if offloaded else 0,
+        host_runtime_bytes=HOST_CUDA_RUNTIME[budget.kind] if offloaded else 0,
         output_bytes=shape.n_vocab * 4 * n_seq,
         overhead_bytes=(binary_bytes or BINARY_BYTES) + context,
         budget=budget,
