@@ -170,7 +170,9 @@ def test_history_page_shows_a_recorded_run(rt: Runtime) -> None:
     assert not at.exception
     df = frame_with(at, "KV predicted (MiB)")
     assert df.iloc[0]["model"] == MODEL and df.iloc[0]["KV predicted (MiB)"] == df.iloc[0]["KV llama.cpp (MiB)"] == 22.5
-    assert at.get("plotly_chart") and "field" in frame_with(at, "field").columns
+    assert df.iloc[0]["at READY predicted (MiB)"] > 0 and df.iloc[0]["after-READY caps (MiB)"] > 0
+    # the run's load view and its whole-life memory chart
+    assert len(at.get("plotly_chart")) == 2 and "field" in frame_with(at, "field").columns
 
 
 def test_models_page_download_verify_delete(rt: Runtime, smollm2, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -235,3 +237,38 @@ def test_sign_in_gate_covers_every_page(rt: Runtime, monkeypatch) -> None:  # ty
     at.button[0].click().run()
     assert not at.exception and "engine-start" in [b.key for b in at.button]
     assert [r["action"] + ":" + r["outcome"] for r in gated.history.audit_log(2)] == ["login:ok", "login:failed"]
+
+
+def test_memory_alarm_toast_banner_and_restart_with_a_smaller_cache(
+    settings_with_model, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    import psutil
+
+    for key, value in register_fake().items():
+        monkeypatch.setenv(key, value)
+    floor = psutil.virtual_memory().total // 2**20 + 1024  # above all memory: the alarm must rise
+    runtime = Runtime(
+        settings_with_model.replace(flavor="fake", memory_floor_mib=floor, cache_ram_mib=512), sampler=True
+    )
+    runtime.start_background()
+    set_runtime(runtime)
+    try:
+        runtime.engine.start(runtime.default_spec(MODEL, ctx=1024))
+        runtime.engine.wait(60)
+        alarm = wait_for(lambda: runtime.alarm.current, 20, 0.2)
+        at = app()
+        assert any("Memory is low" in str(t.value) for t in at.toast)  # on whatever page is open
+        assert "Memory is low" in texts(at) and "memory alarm" in texts(at)
+        size = alarm.suggested_cache_ram_mib
+        at.button(key="engine-alarm-restart").click().run()
+        assert not at.exception
+        st = wait_for(lambda: (s := runtime.engine.status(max_age_s=0)).spec and s, 20)
+        assert st.spec.cache_ram_mib == size < 512
+        actions = [a["action"] for a in runtime.history.audit_log(30)]
+        assert "memory alarm" in actions and "restart with a smaller cache" in actions
+    finally:
+        try:
+            runtime.engine.stop(timeout_s=5)
+        except Exception:
+            pass
+        set_runtime(None)
