@@ -3,7 +3,9 @@
 ``HEAD/GET /{repo}/resolve/{rev}/{file}`` (X-Repo-Commit, X-Linked-Etag, X-Linked-Size, Range).
 
 Faults for tests: ``cut_after`` closes the connection after N bytes of the first GET of a file
-(the client must resume), ``corrupt`` serves bytes whose sha256 is not the advertised one.
+(the client must resume), ``corrupt`` serves bytes whose sha256 is not the advertised one,
+``no_range`` ignores Range headers. Files are read from disk per request (sparse multi-GB files
+with a real header work), and ``bytes_sent`` counts what went out.
 Loopback only.
 """
 
@@ -29,7 +31,9 @@ class HubFile:
     cut_after: int | None = None  # bytes, first GET only
     corrupt: bool = False
     rate: float | None = None  # bytes/s: a link slower than loopback (benchmarks)
+    no_range: bool = False  # a server that ignores Range: always the whole file, 200
     gets: int = 0
+    bytes_sent: int = 0
 
 
 @dataclass
@@ -106,41 +110,62 @@ class FakeHub:
                 self._json(200, {"id": repo, "modelId": repo, "sha": COMMIT, "private": False, "siblings": siblings})
 
             def _file(self, f: HubFile, send_body: bool) -> None:
-                data = f.path.read_bytes()
-                if f.corrupt:
-                    data = data[:-16] + bytes(16)
-                size = len(data)
-                start = 0
-                rng = re.match(r"bytes=(\d+)-", self.headers.get("Range", ""))
-                if rng and send_body:
-                    start = int(rng[1])
-                self.send_response(206 if start else 200)
+                size = f.path.stat().st_size
+                start, end = 0, size - 1
+                rng = re.match(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+                ranged = bool(rng) and send_body and not f.no_range
+                if ranged:
+                    start = int(rng[1])  # type: ignore[index]
+                    end = min(size - 1, int(rng[2])) if rng[2] else size - 1  # type: ignore[index]
+                    if start >= size:
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{size}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                self.send_response(206 if ranged else 200)
                 self.send_header("X-Repo-Commit", COMMIT)
                 self.send_header("X-Linked-Etag", f'"{f.sha256}"')
                 self.send_header("X-Linked-Size", str(size))
                 self.send_header("ETag", f'"{f.sha256}"')
-                self.send_header("Accept-Ranges", "bytes")
-                self.send_header("Content-Length", str(size - start))
-                if start:
-                    self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+                if not f.no_range:
+                    self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Content-Length", str(end - start + 1))
+                if ranged:
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
                 self.end_headers()
                 if not send_body:
                     return
                 f.gets += 1
-                body = data[start:]
-                if f.cut_after is not None and f.gets == 1:
-                    self.wfile.write(body[: f.cut_after])
-                    self.wfile.flush()
-                    self.connection.shutdown(2)  # the network drops mid-file
-                    self.close_connection = True
-                    return
                 t0 = time.monotonic()
-                for i in range(0, len(body), 1 << 20):
-                    self.wfile.write(body[i : i + (1 << 20)])
-                    if f.rate:  # pace the stream: i + 1 MiB bytes are due at (i + 1 MiB) / rate
-                        ahead = (i + (1 << 20)) / f.rate - (time.monotonic() - t0)
-                        if ahead > 0:
-                            time.sleep(ahead)
+                sent = 0
+                with f.path.open("rb") as fh:
+                    fh.seek(start)
+                    left = end - start + 1
+                    while left > 0:
+                        block = fh.read(min(left, 1 << 20))
+                        if not block:
+                            break
+                        if f.corrupt and start + sent + len(block) > size - 16:
+                            cut = max(0, size - 16 - (start + sent))
+                            block = block[:cut] + bytes(len(block) - cut)
+                        if f.cut_after is not None and f.gets == 1 and sent + len(block) > f.cut_after:
+                            self.wfile.write(block[: f.cut_after - sent])
+                            self.wfile.flush()
+                            self.connection.shutdown(2)  # the network drops mid-file
+                            self.close_connection = True
+                            return
+                        try:
+                            self.wfile.write(block)
+                        except (BrokenPipeError, ConnectionResetError):
+                            return  # the client had what it wanted (a header reader stops early)
+                        sent += len(block)
+                        f.bytes_sent += len(block)
+                        left -= len(block)
+                        if f.rate:  # pace the stream: sent bytes are due at sent / rate
+                            ahead = sent / f.rate - (time.monotonic() - t0)
+                            if ahead > 0:
+                                time.sleep(ahead)
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()

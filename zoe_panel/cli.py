@@ -325,14 +325,19 @@ def cmd_estimate(rt: Runtime, args: argparse.Namespace) -> int:
     ):
         if getattr(args, opt) is not None:
             overrides[name] = getattr(args, opt)
-    spec = rt.default_spec(args.model, **overrides)
-    est = rt.memory.estimate(spec)
-    data = {"model": spec.model_name, **est.to_json(), "max_context": rt.memory.max_contexts(spec)}
+    est, best, source = rt.estimate_anywhere(args.model, revision=args.revision, **overrides)
+    data = {"model": args.model, **est.to_json(), "max_context": best, "source": source}
     mib = 1024 * 1024
+    kv = est.kv[0] if est.kv else None
     lines = [
-        f"{spec.model_name} at ctx {spec.ctx} ({est.n_ctx} cells), {spec.cache_type_k}/{spec.cache_type_v}, "
-        f"{spec.parallel} slot(s), {'unified' if spec.kv_unified else 'split'} KV:"
+        f"{args.model} at ctx {args.ctx} ({est.n_ctx} cells), {kv.type_k if kv else '-'}/{kv.type_v if kv else '-'}, "
+        f"{est.slots} slot(s), {'unified' if unified else 'split'} KV:"
     ]
+    if source.get("kind") == "hub":
+        how = "from the cache" if source.get("cached") else f"{source['bytes_read'] / 1024:.0f} KiB read"
+        lines.append(f"  header: {how} ({source['requests']} range request(s)), nothing downloaded")
+    elif source.get("kind") == "file":
+        lines.append(f"  header of {source['path']} (outside the library, read only)")
     lines += [
         f"  {stage:<11} {part:<26} {n / mib:10.1f} MiB  {detail}".rstrip() for stage, part, n, detail in est.parts()
     ]
@@ -603,7 +608,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int)
     s.add_argument("--json", action="store_true")
     s = sub.add_parser("estimate", help="predict memory for a model and settings (llama-server flag meanings)")
-    s.add_argument("model")
+    s.add_argument("model", help="a library name, a GGUF path anywhere (read only), or hf://ORG/REPO/FILE.gguf")
+    s.add_argument("--revision", help="the Hub revision for hf:// (default main)")
     s.add_argument("--ctx", type=int, required=True)
     s.add_argument("--cache-type", choices=CACHE_TYPES)
     s.add_argument("--cache-type-k", choices=CACHE_TYPES)

@@ -16,6 +16,7 @@ from zoe_panel.engine.oomcheck import OomEvidence
 from zoe_panel.engine.oomcheck import evidence as oom_evidence
 from zoe_panel.history import History, Run
 from zoe_panel.models.fit import Estimate, MemoryBudget, estimate, max_context, repack_types
+from zoe_panel.models.gguf_meta import GGUFInfo
 from zoe_panel.models.store import ModelStore
 from zoe_panel.telemetry.base import Sample
 from zoe_panel.telemetry.host import HostSource
@@ -124,13 +125,23 @@ class MemoryAdvisor:
             "note": f"scaled ×{factor:.2f} from {len(ratios)} measured run(s) of this model here",
         }
 
-    def estimate(self, spec: EngineSpec, *, calibrated: bool = True, budget: MemoryBudget | None = None) -> Estimate:
-        info = self.store.info(Path(spec.model))
+    def estimate(
+        self,
+        spec: EngineSpec,
+        *,
+        calibrated: bool = True,
+        budget: MemoryBudget | None = None,
+        info: GGUFInfo | None = None,
+    ) -> Estimate:
+        """``info``: a header read elsewhere (a Hub file, a GGUF outside the library)."""
+        info = info or self.store.info(Path(spec.model))
         cal = self.calibration(spec.model_name) if calibrated else {}
         return estimate(info, spec, budget or self.budget(), calibration=cal, binary_bytes=self.binary_bytes(spec))
 
-    def max_contexts(self, spec: EngineSpec, budget: MemoryBudget | None = None) -> dict[str, int]:
-        info = self.store.info(Path(spec.model))
+    def max_contexts(
+        self, spec: EngineSpec, budget: MemoryBudget | None = None, info: GGUFInfo | None = None
+    ) -> dict[str, int]:
+        info = info or self.store.info(Path(spec.model))
         budget = budget or self.budget()
         cal = self.calibration(spec.model_name)
         return {ct: max_context(info, spec, budget, ct, calibration=cal) for ct in CACHE_CHOICES}

@@ -34,10 +34,12 @@ from zoe_panel.jsonfile import make_private_dir
 from zoe_panel.memalarm import RUNNING, AlarmWatch, MemoryAlarm, check, read_alarm
 from zoe_panel.memory import MemoryAdvisor
 from zoe_panel.models.download import RemoteModel, download
+from zoe_panel.models.fit import Estimate
 from zoe_panel.models.library import VerifyLog
 from zoe_panel.models.presets import Preset, PresetStore
 from zoe_panel.models.quantize import plan as quantize_plan
 from zoe_panel.models.quantize import run as quantize_run
+from zoe_panel.models.remote import RemoteHeaders
 from zoe_panel.models.store import ModelStore
 from zoe_panel.recorder import RunRecorder
 from zoe_panel.roofline import Bandwidth, bandwidth, ceiling_for
@@ -99,6 +101,7 @@ class Runtime:
         self._chat_lock = threading.Lock()
         self._bandwidth: Bandwidth | None = None
         self.alarm = AlarmWatch(settings.state_dir)
+        self.remote_headers = RemoteHeaders(settings.state_dir / "remote-headers.json")
 
     def start_background(self) -> None:
         """What only the panel process does: sample telemetry, and bring back a lost engine."""
@@ -306,7 +309,89 @@ class Runtime:
             spec = replace(spec, cache_ram_mib=self.cache_ram_for(spec))
         return spec
 
-    def cache_ram_for(self, spec: EngineSpec, *, share: int = 1) -> int:
+    def spec_for_file(self, model: str, **overrides: Any) -> EngineSpec:
+        """A spec for a model outside the library (a Hub file, a GGUF elsewhere): estimates only,
+        nothing is started from it."""
+        spec = EngineSpec(
+            model=model,
+            host=self.settings.engine_host,
+            port=self.settings.engine_port,
+            flavor=self.settings.flavor,
+            n_predict=self.settings.default_max_tokens,
+            ctx_checkpoints=self.settings.ctx_checkpoints,
+        )
+        return replace(spec, **overrides) if overrides else spec
+
+    def estimate_anywhere(
+        self, model: str, *, revision: str | None = None, **overrides: Any
+    ) -> tuple[Estimate, dict[str, int], dict[str, Any]]:
+        """The estimate for a library name, a GGUF path anywhere (read only) or an
+        ``hf://ORG/REPO/FILE.gguf`` (its header over HTTP Range requests), with the largest
+        context per cache type and where the header came from."""
+        from zoe_panel.models.gguf_meta import read_gguf
+        from zoe_panel.models.remote import HF_SCHEME, parse_hf_uri
+
+        source: dict[str, Any]
+        if model.startswith(HF_SCHEME):
+            hub = parse_hf_uri(model, revision)
+            got = self.remote_headers.info(hub)
+            info = got.info
+            source = {"kind": "hub", "uri": hub.uri, "bytes_read": got.bytes_read, "requests": got.requests}
+            source["cached"] = got.cached
+        else:
+            path = Path(model).expanduser()
+            if path.is_file() and not self._in_library(path):
+                info = read_gguf(path.resolve())
+                source = {"kind": "file", "path": str(path.resolve()), "read_only": True}
+            else:
+                spec = self.default_spec(model, **overrides)
+                return self.memory.estimate(spec), self.memory.max_contexts(spec), {"kind": "library"}
+        est, best = self.estimate_info(info, **overrides)
+        return est, best, source
+
+    def estimate_info(self, info: Any, **overrides: Any) -> tuple[Estimate, dict[str, int]]:
+        """The estimate and largest contexts for a header read elsewhere, with the panel's defaults."""
+        spec = self.spec_for_file(info.path, **overrides)
+        if "cache_ram_mib" not in overrides:
+            spec = replace(spec, cache_ram_mib=self.cache_ram_for(spec, info=info))
+        return self.memory.estimate(spec, info=info), self.memory.max_contexts(spec, info=info)
+
+    def hub_fit_rows(self, repo_id: str, models: list[RemoteModel], *, revision: str, ctx: int) -> list[dict[str, Any]]:
+        """For the Models page: each Hub file's verdict at ``ctx`` and its largest contexts, from
+        its header alone. A file whose header cannot be read gets the reason instead."""
+        from zoe_panel.errors import ZoePanelError
+        from zoe_panel.models.remote import HubFile
+
+        rows = []
+        for m in models:
+            row: dict[str, Any] = {"file": m.label, "quant": m.quant, "size_bytes": m.size}
+            try:
+                got = self.remote_headers.info(
+                    HubFile(repo_id, m.files[0].name, revision), parts=[(f.name, f.size) for f in m.files]
+                )
+                est, best = self.estimate_info(got.info, ctx=ctx)
+                row |= {
+                    "verdict": est.verdict.value,
+                    "at_ready_bytes": est.at_ready_bytes,
+                    "total_bytes": est.total_bytes,
+                    "available_bytes": est.available_bytes,
+                    "max_context": best,
+                    "header_bytes_read": got.bytes_read,
+                    "error": "",
+                }
+            except ZoePanelError as e:
+                row |= {"verdict": "unknown", "error": str(e)}
+            rows.append(row)
+        return rows
+
+    def _in_library(self, path: Path) -> bool:
+        try:
+            path.resolve().relative_to(self.store.root.resolve())
+        except ValueError:
+            return False
+        return True
+
+    def cache_ram_for(self, spec: EngineSpec, *, share: int = 1, info: Any = None) -> int:
         """The prompt cache cap for a spec: the setting, or (auto) what host memory has left after
         the engine's other parts and the safety floor, at most a quarter of RAM and never more
         than upstream's 8 GiB; 0 when nothing is left. ``share``: models that will split it."""
@@ -316,7 +401,7 @@ class Runtime:
 
         try:
             budget = self.memory.budget()
-            est = self.memory.estimate(replace(spec, cache_ram_mib=0), budget=budget)
+            est = self.memory.estimate(replace(spec, cache_ram_mib=0), budget=budget, info=info)
         except (ZoePanelError, OSError):
             return 0  # no estimate, no cache: the safe side
         available = budget.host_available_bytes // max(1, share)

@@ -42,6 +42,12 @@ def merge_split(infos: list[GGUFInfo]) -> GGUFInfo:
                 layers.extend([0] * (i + 1 - len(layers)))
             layers[i] += n
     worst = max(infos, key=lambda i: i.tensor_data_end - i.file_size_bytes)
+    matrices: dict[str, list[int]] = {}
+    for info in infos:
+        for name, (b8, b4) in info.matrix_bytes.items():
+            entry = matrices.setdefault(name, [0, 0])
+            entry[0] += b8
+            entry[1] += b4
     return dataclasses.replace(
         first,
         file_size_bytes=sum(i.file_size_bytes for i in infos),
@@ -52,6 +58,7 @@ def merge_split(infos: list[GGUFInfo]) -> GGUFInfo:
         other_tensor_bytes=sum(i.other_tensor_bytes for i in infos),
         output_tensor_bytes=sum(i.output_tensor_bytes for i in infos),
         token_embd_bytes=sum(i.token_embd_bytes for i in infos),
+        matrix_bytes=matrices,
         # keep "truncated" meaningful: compare the worst part's end with that part's size
         tensor_data_end=sum(i.file_size_bytes for i in infos) + (worst.tensor_data_end - worst.file_size_bytes),
     )

@@ -110,17 +110,10 @@ def _add_tokenizer(w: Any, tok: dict[str, Any]) -> int:
     return n_vocab
 
 
-def write_synthetic(path: Path, shape: SynthShape, tokenizer: dict[str, Any], *, seed: int = 0) -> Path:
-    """Write a loadable GGUF atomically (a .part file renamed when complete)."""
-    from gguf import GGUFWriter
-
-    rng = np.random.default_rng(seed)
-    dtype = np.float16 if shape.dtype == "f16" else np.float32
-    tmp = path.with_name(path.name + ".part")
-    w = GGUFWriter(str(tmp), shape.arch)
+def _write_metadata(w: Any, shape: SynthShape, tokenizer: dict[str, Any], file_type: int) -> int:
     a = shape.arch
     w.add_name(shape.name)
-    w.add_uint32("general.file_type", 1 if shape.dtype == "f16" else 0)
+    w.add_uint32("general.file_type", file_type)
     w.add_uint32(f"{a}.block_count", shape.n_layer)
     w.add_uint32(f"{a}.context_length", shape.n_ctx_train)
     w.add_uint32(f"{a}.embedding_length", shape.n_embd)
@@ -147,32 +140,87 @@ def write_synthetic(path: Path, shape: SynthShape, tokenizer: dict[str, Any], *,
     n_vocab = _add_tokenizer(w, tokenizer)
     if a in LLAMA_LIKE:
         w.add_uint32(f"{a}.vocab_size", n_vocab)
+    return n_vocab
 
-    def t(name: str, *dims: int, ones: bool = False) -> None:
-        data = np.ones(dims, dtype=np.float32) if ones else rng.normal(0, 0.02, dims).astype(np.float32)
-        w.add_tensor(name, data.astype(dtype) if len(dims) > 1 else data)
 
-    t("token_embd.weight", n_vocab, shape.n_embd)
-    t("output_norm.weight", shape.n_embd, ones=True)
+def tensor_shapes(shape: SynthShape, n_vocab: int) -> list[tuple[str, tuple[int, ...]]]:
+    """Every tensor of the model with its dimensions (rows first, as numpy has them)."""
+    kv = shape.heads_kv()
+    out: list[tuple[str, tuple[int, ...]]] = [
+        ("token_embd.weight", (n_vocab, shape.n_embd)),
+        ("output_norm.weight", (shape.n_embd,)),
+    ]
     for il in range(shape.n_layer):
         p = f"blk.{il}."
-        t(p + "attn_norm.weight", shape.n_embd, ones=True)
-        t(p + "attn_q.weight", shape.n_head * shape.head, shape.n_embd)
-        t(p + "attn_k.weight", kv[il] * shape.head, shape.n_embd)
-        t(p + "attn_v.weight", kv[il] * shape.head, shape.n_embd)
-        t(p + "attn_output.weight", shape.n_embd, shape.n_head * shape.head)
-        t(p + "ffn_norm.weight", shape.n_embd, ones=True)
-        t(p + "ffn_gate.weight", shape.n_ff, shape.n_embd)
-        t(p + "ffn_up.weight", shape.n_ff, shape.n_embd)
-        t(p + "ffn_down.weight", shape.n_embd, shape.n_ff)
-        if a == "gemma3":
-            t(p + "attn_q_norm.weight", shape.head, ones=True)
-            t(p + "attn_k_norm.weight", shape.head, ones=True)
-            t(p + "post_attention_norm.weight", shape.n_embd, ones=True)
-            t(p + "post_ffw_norm.weight", shape.n_embd, ones=True)
+        out += [
+            (p + "attn_norm.weight", (shape.n_embd,)),
+            (p + "attn_q.weight", (shape.n_head * shape.head, shape.n_embd)),
+            (p + "attn_k.weight", (kv[il] * shape.head, shape.n_embd)),
+            (p + "attn_v.weight", (kv[il] * shape.head, shape.n_embd)),
+            (p + "attn_output.weight", (shape.n_embd, shape.n_head * shape.head)),
+            (p + "ffn_norm.weight", (shape.n_embd,)),
+            (p + "ffn_gate.weight", (shape.n_ff, shape.n_embd)),
+            (p + "ffn_up.weight", (shape.n_ff, shape.n_embd)),
+            (p + "ffn_down.weight", (shape.n_embd, shape.n_ff)),
+        ]
+        if shape.arch == "gemma3":
+            out += [
+                (p + "attn_q_norm.weight", (shape.head,)),
+                (p + "attn_k_norm.weight", (shape.head,)),
+                (p + "post_attention_norm.weight", (shape.n_embd,)),
+                (p + "post_ffw_norm.weight", (shape.n_embd,)),
+            ]
+    return out
+
+
+def write_synthetic(path: Path, shape: SynthShape, tokenizer: dict[str, Any], *, seed: int = 0) -> Path:
+    """Write a loadable GGUF atomically (a .part file renamed when complete)."""
+    from gguf import GGUFWriter
+
+    rng = np.random.default_rng(seed)
+    dtype = np.float16 if shape.dtype == "f16" else np.float32
+    tmp = path.with_name(path.name + ".part")
+    w = GGUFWriter(str(tmp), shape.arch)
+    n_vocab = _write_metadata(w, shape, tokenizer, 1 if shape.dtype == "f16" else 0)
+    for name, dims in tensor_shapes(shape, n_vocab):
+        norm = len(dims) == 1
+        data = np.ones(dims, dtype=np.float32) if norm else rng.normal(0, 0.02, dims).astype(np.float32)
+        w.add_tensor(name, data if norm else data.astype(dtype))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+    os.replace(tmp, path)
+    return path
+
+
+def write_header_only(path: Path, shape: SynthShape, tokenizer: dict[str, Any], *, quant: str = "Q4_K") -> Path:
+    """A GGUF of a model's full size whose tensor data is a hole: a real header (metadata, token
+    list, tensor table) for reading remotely, with no weights on disk (a sparse file). Not loadable."""
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFWriter
+
+    qtype = GGMLQuantizationType[quant]
+    block, type_size = GGML_QUANT_SIZES[qtype]
+    tmp = path.with_name(path.name + ".part")
+    w = GGUFWriter(str(tmp), shape.arch)
+    n_vocab = _write_metadata(w, shape, tokenizer, 15 if quant == "Q4_K" else 0)
+    total = 0
+    for name, dims in tensor_shapes(shape, n_vocab):
+        if len(dims) == 1 or dims[-1] % block:
+            nbytes = int(np.prod(dims)) * 4
+            w.add_tensor_info(name, dims, np.dtype(np.float32), nbytes)
+        else:
+            row = dims[-1] // block * type_size
+            nbytes = dims[0] * row
+            w.add_tensor_info(name, (dims[0], row), np.dtype(np.uint8), nbytes, raw_dtype=qtype)
+        total += nbytes + (-nbytes) % 32
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    w.close()
+    with tmp.open("r+b") as f:
+        f.seek(0, os.SEEK_END)
+        start = f.tell() + (-f.tell()) % 32
+        f.truncate(start + total)
     os.replace(tmp, path)
     return path

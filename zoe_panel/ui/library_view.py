@@ -23,6 +23,7 @@ def hub_panel(rt: Runtime) -> None:
     repo_seen, rev_seen, models = st.session_state.get("hf-models", ("", "main", []))
     if not models:
         return
+    fit_panel(rt, repo_seen, rev_seen, models)
     labels = [f"{m.label}  ·  {m.quant}  ·  {m.size / 2**30:.2f} GiB" for m in models]
     pick = st.selectbox("File", range(len(models)), format_func=lambda i: labels[i], key="models-hf-file")
     if st.button("Download", key="models-hf-download", type="primary"):
@@ -30,6 +31,40 @@ def hub_panel(rt: Runtime) -> None:
         audit(rt, "download", "started" if job else "refused", target=f"{repo_seen}/{models[pick].label}")
         if job:
             st.toast(f"Downloading {md(models[pick].label)}…")
+
+
+def fit_panel(rt: Runtime, repo: str, revision: str, models: list) -> None:  # type: ignore[type-arg]
+    """Will each file fit here, before downloading it: its header only, read with Range requests."""
+    c1, c2 = st.columns([1, 3])
+    ctx = int(c1.number_input("Context for the fit", 256, 4_194_304, 4096, step=256, key="models-hf-ctx"))
+    c2.caption("Reads each file's header (metadata and tensor table, a few MiB at most): nothing is downloaded.")
+    key = (repo, revision, ctx, tuple(m.label for m in models))
+    if st.button("Will it fit?", key="models-hf-fit"):
+        with st.spinner("reading headers…"):
+            rows = attempt(lambda: rt.hub_fit_rows(repo, models, revision=revision, ctx=ctx))
+        st.session_state["hf-fit"] = (key, rows or [])
+    seen, rows = st.session_state.get("hf-fit", (None, []))
+    if seen != key or not rows:
+        return
+    shown = []
+    for r in rows:
+        best = r.get("max_context") or {}
+        shown.append(
+            {
+                "file": r["file"],
+                "quant": r["quant"],
+                "size (GiB)": round(r["size_bytes"] / 2**30, 2),
+                f"at ctx {ctx}": r["verdict"],
+                "at READY (MiB)": round(r["at_ready_bytes"] / 2**20) if r.get("at_ready_bytes") else None,
+                "with after-READY (MiB)": round(r["total_bytes"] / 2**20) if r.get("total_bytes") else None,
+                "largest ctx f16": best.get("f16"),
+                "q8_0": best.get("q8_0"),
+                "q4_0": best.get("q4_0"),
+                "header read (KiB)": round(r["header_bytes_read"] / 1024) if r.get("header_bytes_read") else None,
+                "problem": r.get("error", ""),
+            }
+        )
+    st.dataframe(shown, hide_index=True, key="models-hf-fit-table")
 
 
 UPLOAD_HTML = """
