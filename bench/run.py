@@ -31,6 +31,7 @@ BENCHES = {
     10: "b10_hostile_gguf",
     11: "b11_build_variants",
     12: "b12_after_load",
+    13: "b13_remote_header",
 }
 
 

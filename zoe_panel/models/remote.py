@@ -31,7 +31,7 @@ from zoe_panel.models.store import SPLIT_RE, merge_split
 
 HF_SCHEME = "hf://"
 FIRST_BLOCK = 256 * 1024  # most headers of small models fit; larger ones double from here
-MAX_BLOCK = 8 * 1024 * 1024
+MAX_BLOCK = 1024 * 1024  # at most 1 MiB read past the header; a 6 MiB header takes 8 requests
 MAX_HEADER_BYTES = 64 * 1024 * 1024  # a 262k-token vocabulary's header is ~6 MiB
 CACHE_ENTRIES = 256
 
