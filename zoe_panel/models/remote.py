@@ -153,7 +153,9 @@ def read_header(
 ) -> tuple[Header, int, int, int]:
     """(header, file size, bytes read, requests) of one Hub file."""
     from huggingface_hub import hf_hub_url
-    from huggingface_hub.utils import build_hf_headers
+
+    # Not re-exported under mypy's strict rules; the function has lived here since 0.x.
+    from huggingface_hub.utils._headers import build_hf_headers
 
     endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
     url = hf_hub_url(hub.repo_id, hub.filename, revision=hub.revision, endpoint=endpoint)
