@@ -32,6 +32,7 @@ BENCHES = {
     11: "b11_build_variants",
     12: "b12_after_load",
     13: "b13_remote_header",
+    14: "b14_convert",
 }
 
 

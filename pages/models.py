@@ -4,7 +4,14 @@ import streamlit as st
 
 from zoe_panel.runtime import get_runtime
 from zoe_panel.ui.boot import guard
-from zoe_panel.ui.library_view import hub_panel, jobs_panel, manage_panel, upload_panel, upload_progress
+from zoe_panel.ui.library_view import (
+    convert_panel,
+    hub_panel,
+    jobs_panel,
+    manage_panel,
+    upload_panel,
+    upload_progress,
+)
 from zoe_panel.ui.models_view import model_rows
 from zoe_panel.ui.router_view import is_router, models_panel
 from zoe_panel.ui.widgets import md
@@ -29,11 +36,13 @@ if is_router(rt):
     models_panel(rt, "models")
 
 st.subheader("Add a model")
-hub_tab, upload_tab = st.tabs(["From Hugging Face", "Upload"])
+hub_tab, upload_tab, convert_tab = st.tabs(["From Hugging Face", "Upload", "Convert a checkpoint"])
 with hub_tab:
     hub_panel(rt)
 with upload_tab:
     upload_panel(rt)
+with convert_tab:
+    convert_panel(rt)
 
 
 @st.fragment(run_every=1.0)

@@ -26,6 +26,15 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+# The conversion support (torch, transformers: a separate venv under the cache) for the convert
+# tests, installed the way the panel's "Install conversion support" does it. ZOE_TORCH_INDEX is
+# empty here: pip's own configuration finds the CPU torch (this machine has no PyTorch index).
+if ! .venv/bin/python -c 'import sys; from pathlib import Path; from zoe_panel.models.convert import support; sys.exit(0 if support(Path(sys.argv[1])).ready else 1)' "$CACHE" 2>/dev/null; then
+  echo ">> installing the conversion support (torch CPU, transformers) into $CACHE/convert-venv" >&2
+  ZOE_TORCH_INDEX="${ZOE_TORCH_INDEX-}" ZOE_CACHE="$CACHE" .venv/bin/python -m zoe_panel convert --install-support >&2 \
+    || echo ">> conversion support did not install: the convert tests will say so" >&2
+fi
+
 if [ "$(id -u)" = 0 ] && command -v dockerd >/dev/null 2>&1; then
   mkdir -p "$D"
   if ! DOCKER_HOST="unix://$SOCK" .venv/bin/python -c 'import docker; docker.from_env(timeout=3).ping()' 2>/dev/null; then

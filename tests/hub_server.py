@@ -1,5 +1,6 @@
 """A local server that speaks the part of the Hugging Face Hub API huggingface_hub uses to download:
-``GET /api/models/{repo}[/revision/{rev}]?blobs=true`` (file list with sizes and LFS sha256) and
+``GET /api/models/{repo}[/revision/{rev}]?blobs=true`` (file list with sizes and LFS sha256),
+``GET /api/models/{repo}/tree/{rev}`` (what snapshot_download lists) and
 ``HEAD/GET /{repo}/resolve/{rev}/{file}`` (X-Repo-Commit, X-Linked-Etag, X-Linked-Size, Range).
 
 Faults for tests: ``cut_after`` closes the connection after N bytes of the first GET of a file
@@ -86,6 +87,9 @@ class FakeHub:
 
             def _route(self, *, send_body: bool) -> None:
                 path = unquote(urlparse(self.path).path)
+                m = re.match(r"^/api/models/(.+?)/tree/([^/]+)$", path)
+                if m and m[1] in hub.repos:
+                    return self._tree(m[1])
                 m = re.match(r"^/api/models/(.+?)(?:/revision/([^/]+))?$", path)
                 if m and m[1] in hub.repos:
                     return self._info(m[1])
@@ -108,6 +112,20 @@ class FakeHub:
                     for name, f in hub.repos[repo].items()
                 ]
                 self._json(200, {"id": repo, "modelId": repo, "sha": COMMIT, "private": False, "siblings": siblings})
+
+            def _tree(self, repo: str) -> None:
+                """The file list snapshot_download walks (one page, no folders)."""
+                entries = [
+                    {
+                        "type": "file",
+                        "path": name,
+                        "size": f.path.stat().st_size,
+                        "oid": f.sha256[:40],
+                        "lfs": {"oid": f.sha256, "size": f.path.stat().st_size, "pointerSize": 134},
+                    }
+                    for name, f in hub.repos[repo].items()
+                ]
+                self._json(200, entries)
 
             def _file(self, f: HubFile, send_body: bool) -> None:
                 size = f.path.stat().st_size

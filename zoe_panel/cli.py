@@ -460,6 +460,48 @@ def cmd_quantize(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+@command("convert")
+def cmd_convert(rt: Runtime, args: argparse.Namespace) -> int:
+    if args.status or args.install_support:
+        if args.install_support:
+            job = rt.start_install_convert_support()
+            _follow(job, args)
+        sup = rt.convert_support()
+        _emit(
+            args,
+            {"ready": sup.ready, "python": str(sup.python), "detail": sup.detail},
+            f"conversion support: {sup.detail}",
+        )
+        return 0 if sup.ready else 1
+    if not args.source:
+        raise ZoePanelError("convert needs a checkpoint folder or a Hub repository id (or --status, --install-support)")
+    t0 = time.monotonic()
+    job = rt.start_convert(
+        args.source, outtype=args.outtype, quantize=args.quantize, name=args.name, revision=args.revision
+    )
+    _follow(job, args)
+    out = job.result
+    _emit(
+        args,
+        {"output": str(out), "seconds": round(time.monotonic() - t0, 2), "size_bytes": out.stat().st_size},
+        f"\nwrote {out.name} ({out.stat().st_size / 2**20:.1f} MiB) in {time.monotonic() - t0:.1f} s",
+    )
+    return 0
+
+
+def _follow(job: Any, args: argparse.Namespace) -> None:
+    """Print a job's progress until it ends; raise with its error if it did not finish."""
+    last = ""
+    while job.active:
+        line = f"{job.title}: {job.progress * 100:3.0f}% {job.detail}"
+        if line != last and not args.json:
+            print(f"\r{line:<100}", end="", flush=True)
+            last = line
+        time.sleep(0.2)
+    if job.state != "done":
+        raise ZoePanelError(job.error or job.state)
+
+
 @command("download")
 def cmd_download(rt: Runtime, args: argparse.Namespace) -> int:
     from zoe_panel.models.download import list_gguf
@@ -661,6 +703,18 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("quantize", help="quantize a model with llama.cpp (F16/BF16/Q8_0 source)")
     s.add_argument("model")
     s.add_argument("--type", required=True, help="Q4_K_M, Q5_K_M, Q8_0, ...")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser(
+        "convert", help="convert a Hugging Face checkpoint (folder or repo id) to GGUF with llama.cpp's converter"
+    )
+    s.add_argument("source", nargs="?", help="a checkpoint folder (config.json, safetensors) or ORG/REPO")
+    s.add_argument("--outtype", choices=("f16", "bf16", "q8_0"), default="f16")
+    s.add_argument("--quantize", help="then quantize to this type (Q4_K_M, Q8_0, ...) and keep only that")
+    s.add_argument("--name", help="the GGUF's name in the library")
+    s.add_argument("--revision", default="main")
+    s.add_argument("--status", action="store_true", help="is the conversion support (torch, transformers) installed")
+    s.add_argument("--install-support", action="store_true", help="install it (a separate venv, ~190 MB of torch)")
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("download", help="list or download GGUF files of a Hugging Face repo (HF_ENDPOINT, HF_TOKEN)")

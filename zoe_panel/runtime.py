@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -277,6 +278,108 @@ class Runtime:
             )
 
         return self.jobs.submit("quantize", f"{model} → {target}", work, exclusive_key=f"{model} → {target}")
+
+    # -- conversion -------------------------------------------------------------------------
+    def convert_support(self) -> Any:
+        from zoe_panel.models.convert import support
+
+        return support(self.settings.cache_dir)
+
+    def start_install_convert_support(self) -> Job:
+        from zoe_panel.models.convert import install_support
+
+        def work(job: Job) -> Any:
+            return install_support(self.settings.cache_dir, progress=job.report, cancel=job.cancel)
+
+        return self.jobs.submit("install", "conversion support", work, exclusive_key="convert-support")
+
+    def start_convert(
+        self,
+        source: str,
+        *,
+        outtype: str = "f16",
+        quantize: str | None = None,
+        name: str | None = None,
+        revision: str = "main",
+    ) -> Job:
+        """Convert a checkpoint (a local folder, or a Hub repo id fetched first) into the library,
+        then optionally quantize it (the intermediate file is removed). A local folder is checked
+        now, so a request that cannot work is refused before any job starts."""
+        from zoe_panel.build.server import ensure_source
+        from zoe_panel.models import convert as cv
+        from zoe_panel.models.quantize import TARGETS
+
+        if quantize is not None and quantize not in TARGETS:
+            raise cv.ConvertError(f"quantize type {quantize!r} is not one of {', '.join(TARGETS)}")
+        llama_cpp = ensure_source(self.settings.cache_dir)
+        local = Path(source).expanduser()
+        fetched = self.settings.cache_dir / "hf-src" / source.replace("/", "--")
+        if local.is_dir():
+            cv.preflight(local, llama_cpp)
+        elif re.fullmatch(r"[\w.-]+/[\w.-]+", source):
+            # config and model card first: an AWQ repo is refused before gigabytes are fetched
+            cv.preflight(cv.fetch_card(source, fetched, revision=revision), llama_cpp, weights_needed=False)
+        else:
+            raise cv.ConvertError(f"{source!r} is neither a checkpoint folder nor a Hub repository id (owner/name)")
+        sup = cv.support(self.settings.cache_dir)
+        if not sup.ready:
+            raise cv.ConvertError(f"conversion support is {sup.detail}")
+
+        def work(job: Job) -> Any:
+            if local.is_dir():
+                return convert_folder(job, local)
+            try:  # the fetched checkpoint is only a source: it goes once the GGUF is in the library
+                src = cv.fetch_checkpoint(source, fetched, revision=revision, progress=lambda f, d: job.report(0.0, d))
+                return convert_folder(job, src)
+            finally:
+                cv.cleanup_fetch(fetched)
+
+        def convert_folder(job: Job, src: Path) -> Any:
+            share = 0.6 if quantize else 1.0
+
+            def step(f: float, d: str) -> None:
+                job.report(f * share, d)
+
+            out = cv.convert(
+                self.store,
+                src,
+                cache=self.settings.cache_dir,
+                llama_cpp=llama_cpp,
+                outtype=outtype,
+                name=name if not quantize else None,
+                margin_bytes=self.settings.disk_margin_bytes,
+                progress=step,
+                cancel=job.cancel,
+            )
+            if not quantize:
+                return out
+
+            def quant_progress(f: float, d: str = "") -> None:
+                job.report(share + (1 - share) * f, f"quantizing {d}")
+
+            try:
+                final = quantize_run(
+                    self.store,
+                    out.name,
+                    quantize,
+                    margin_bytes=self.settings.disk_margin_bytes,
+                    progress=quant_progress,
+                    cancel=job.cancel,
+                )
+            finally:
+                out.unlink(missing_ok=True)  # the intermediate: only the quantized model is kept
+                self.store.forget(out)
+            if name:
+                from zoe_panel.models.library import safe_name
+
+                target = self.store.root / safe_name(name if name.lower().endswith(".gguf") else name + ".gguf")
+                if not target.exists():
+                    final.rename(target)
+                    final = target
+            return final
+
+        title = f"{source} → {quantize or outtype.upper()}"
+        return self.jobs.submit("convert", title, work, exclusive_key=f"convert {source}")
 
     def preset_for(self, model: str) -> Preset:
         """The saved preset, else the largest context the estimate says fits (f16 cache)."""

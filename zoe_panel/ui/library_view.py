@@ -64,7 +64,9 @@ def fit_panel(rt: Runtime, repo: str, revision: str, models: list) -> None:  # t
                 "problem": r.get("error", ""),
             }
         )
-    st.dataframe(shown, hide_index=True, key="models-hf-fit-table")
+    with st.container(key="models-hf-fit-table"):
+        # a static table: a handful of rows, readable (and selectable) as text
+        st.table(shown)
 
 
 UPLOAD_HTML = """
@@ -211,3 +213,61 @@ def verified_label(rt: Runtime, path: object) -> str:
     if not rec:
         return "not checked"
     return "sha256 ok" if rec["ok"] else "BAD"
+
+
+def convert_panel(rt: Runtime) -> None:
+    """Convert a Hugging Face checkpoint (a folder here, or a Hub repo) with llama.cpp's converter."""
+    from zoe_panel.models.convert import ConvertError
+
+    sup = rt.convert_support()
+    if not sup.ready:
+        st.info(
+            f"Conversion needs llama.cpp's converter and PyTorch, which the panel does not otherwise use: "
+            f"conversion support is {md(sup.detail)}. Installing it makes a separate environment "
+            "(torch CPU build, transformers, sentencepiece: about 190 MB to download, 900 MB on disk; on a "
+            "Jetson the JetPack torch is used as it is)."
+        )
+        if st.button("Install conversion support", key="models-convert-install"):
+            job = attempt(rt.start_install_convert_support)
+            audit(rt, "install conversion support", "started" if job else "refused")
+        return
+    st.caption(f"Conversion support: {md(sup.detail)}")
+    c1, c2 = st.columns([3, 1])
+    source = c1.text_input(
+        "Checkpoint folder or Hugging Face repo",
+        placeholder="HuggingFaceTB/SmolLM2-135M-Instruct",
+        key="models-convert-src",
+    )
+    revision = c2.text_input("Revision", "main", key="models-convert-revision")
+    c3, c4, c5 = st.columns(3)
+    outtype = str(c3.selectbox("Output type", ("f16", "bf16", "q8_0"), key="models-convert-outtype"))
+    quant = str(c4.selectbox("Then quantize to", ("(no)", *TARGETS), key="models-convert-quant"))
+    name = c5.text_input("Name in the library (optional)", key="models-convert-name")
+    if st.button("Convert", key="models-convert-go", type="primary", disabled=not source.strip()):
+        try:
+            job = rt.start_convert(
+                source.strip(),
+                outtype=outtype,
+                quantize=None if quant == "(no)" else quant,
+                name=name.strip() or None,
+                revision=revision.strip() or "main",
+            )
+        except ConvertError as e:
+            st.error(md(str(e), inline=False))
+            st.session_state["models-convert-base"] = e.base_model
+            audit(rt, "convert", "refused", target=source.strip(), detail=str(e))
+        except ZoePanelError as e:
+            st.error(md(str(e), inline=False))
+        else:
+            st.session_state["models-convert-base"] = None
+            audit(rt, "convert", "started", target=f"{source.strip()} → {quant if quant != '(no)' else outtype}")
+            st.toast(f"Converting {md(job.title)}…")
+    base = st.session_state.get("models-convert-base")
+    if base:
+        st.button(f"Use the base model {base} instead", key="models-convert-use-base", on_click=_use_base, args=(base,))
+
+
+def _use_base(base: str) -> None:
+    # a callback: it runs before the page, when the source field may still be changed
+    st.session_state["models-convert-src"] = base
+    st.session_state["models-convert-base"] = None
