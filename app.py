@@ -29,6 +29,7 @@ pages = [
     st.Page("pages/chat.py", title="Chat", icon=":material/chat:"),
     st.Page("pages/suites.py", title="Suites", icon=":material/checklist:"),
     st.Page("pages/endpoint.py", title="Endpoint", icon=":material/hub:"),
+    st.Page("pages/workers.py", title="Workers", icon=":material/lan:"),
     st.Page("pages/history.py", title="History", icon=":material/history:"),
     st.Page("pages/audit.py", title="Audit log", icon=":material/policy:"),
     st.Page("pages/settings.py", title="Settings", icon=":material/tune:"),

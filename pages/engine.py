@@ -59,6 +59,21 @@ with st.expander("Advanced"):
     m1.number_input("Prompt cache MiB (-1 = sized from free memory, 0 = off)", -1, 1 << 20, key="engine-cache-ram")
     m2.number_input("Context checkpoints per slot", 0, 1024, key="engine-checkpoints")
     st.text_input("Extra llama-server arguments", key="engine-extra", placeholder="--temp 0.7 --mlock")
+with st.expander("Split over RPC workers", expanded=bool(st.session_state.get("engine-rpc"))):
+    r1, r2, r3 = st.columns(3)
+    r1.text_input("RPC workers (host:port, …)", key="engine-rpc", placeholder="192.168.1.20:50052")
+    r2.text_input(
+        "Tensor split (per worker, then this machine)",
+        key="engine-ts",
+        placeholder="empty = by free memory",
+        help="One share per worker in the order above, then one for this machine, e.g. 1,1,2.",
+    )
+    r3.text_input(
+        "Free memory by hand (host:port=GiB, …)",
+        key="engine-worker-free",
+        help="Otherwise each worker's free memory is what it reports.",
+    )
+    st.caption("Start workers on the Workers page (or `python -m zoe_panel rpc-worker start` on each board).")
 st.caption(st.session_state.get("engine-preset-note", ""))
 
 arch = next((e.info.architecture for e in models if e.name == st.session_state.get("engine-model") and e.info), None)

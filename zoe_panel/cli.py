@@ -96,7 +96,14 @@ def cmd_start(rt: Runtime, args: argparse.Namespace) -> int:
         spec = rt.router_spec(models_max=args.models_max, **overrides)
     elif not args.model:
         raise ZoePanelError("start needs --model NAME (or --router, to serve the whole models folder)")
+    elif args.rpc:
+        rpc, split_kw = _split_args(args)
+        spec, plan = rt.rpc_spec(args.model, rpc, **split_kw, **overrides)
+        if not args.json:
+            print(_plan_text(plan))
     else:
+        if args.tensor_split:
+            raise ZoePanelError("--tensor-split needs --rpc: the shares are per worker, then this machine")
         spec = rt.default_spec(args.model, **overrides)
     if args.image:
         rt = Runtime(rt.settings.replace(docker_image=args.image), sampler=False)
@@ -115,6 +122,29 @@ def cmd_start(rt: Runtime, args: argparse.Namespace) -> int:
             print(w, file=sys.stderr)
     _emit(args, data, text)
     return 0
+
+
+def _split_args(args: argparse.Namespace) -> tuple[tuple[str, ...], dict[str, Any]]:
+    from zoe_panel.models.split import parse_shares
+    from zoe_panel.workers.probe import parse_endpoints, parse_worker_free
+
+    rpc = parse_endpoints(args.rpc)
+    shares = parse_shares(args.tensor_split, len(rpc) + 1) if args.tensor_split else None
+    free = parse_worker_free(args.worker_free or [])
+    return rpc, {"shares": shares, "worker_free": free}
+
+
+def _plan_text(plan: Any) -> str:
+    mib = 2**20
+    lines = [f"split over {len(plan.rpc)} worker(s): -ngl {plan.n_gpu_layers} -ts {plan.ts_arg()}"]
+    for p in plan.parts:
+        lines.append(
+            f"  {p.node.name:<22} layers {p.layer_text:<22} weights {p.weights_bytes / mib:8.1f}  "
+            f"KV {p.kv_bytes / mib:7.1f}  compute {p.compute_bytes / mib:6.1f}  total {p.total_bytes / mib:8.1f} MiB"
+            f"  of {p.node.free_bytes / mib:.0f} free ({p.node.source}): {p.verdict}"
+        )
+    lines += [f"  note: {n}" for n in plan.notes]
+    return "\n".join(lines)
 
 
 def exposure_note(spec: Any) -> dict[str, Any]:
@@ -325,6 +355,12 @@ def cmd_estimate(rt: Runtime, args: argparse.Namespace) -> int:
     ):
         if getattr(args, opt) is not None:
             overrides[name] = getattr(args, opt)
+    if args.rpc:
+        rpc, split_kw = _split_args(args)
+        spec, plan = rt.rpc_spec(args.model, rpc, **split_kw, **overrides)
+        data = {"model": args.model, "split": plan.to_json(), "verdict": str(plan.verdict)}
+        _emit(args, data, _plan_text(plan) + f"\n  verdict: {str(plan.verdict).upper()}")
+        return 0 if plan.verdict != Verdict.WONT_FIT else 3
     est, best, source = rt.estimate_anywhere(args.model, revision=args.revision, **overrides)
     data = {"model": args.model, **est.to_json(), "max_context": best, "source": source}
     mib = 1024 * 1024
@@ -600,7 +636,56 @@ def cmd_set_password(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+# -- RPC workers -------------------------------------------------------------------------
+@command("rpc-worker")
+def cmd_rpc_worker(rt: Runtime, args: argparse.Namespace) -> int:
+    from zoe_panel.workers.probe import parse_endpoints, probe_all
+
+    def line(st: Any) -> str:
+        extra = f", {st.probe.free_bytes / 2**30:.1f} GiB free" if st.probe and st.probe.ok else ""
+        return f"  {st.endpoint:<22} {st.state:<8} pid {st.pid}{extra}" + (f"  {st.exit_note}" if st.exit_note else "")
+
+    if args.action == "start":
+        st = rt.workers.start(
+            host=args.host, port=args.port, cache=args.cache, threads=args.threads, allow_remote=args.allow_remote
+        )
+        rt.history.audit("rpc-worker start", "ok", client="cli", target=st.endpoint, detail=f"pid {st.pid}")
+        if st.warning:
+            print(f"WARNING: {st.warning}", file=sys.stderr)
+        _emit(args, st.to_json(), f"worker {st.endpoint} {st.state} (pid {st.pid})")
+        return 0 if st.state == "running" else 1
+    if args.action == "stop":
+        done = rt.workers.stop(args.port, all_workers=args.all)
+        for st in done:
+            rt.history.audit("rpc-worker stop", "ok", client="cli", target=st.endpoint)
+        _emit(args, {"workers": [d.to_json() for d in done]}, "\n".join(line(d) for d in done) or "no workers")
+        return 0
+    workers = rt.workers.status()
+    others = probe_all(parse_endpoints(args.probe)) if args.probe else []
+    data = {"workers": [w.to_json() for w in workers], "probes": [p.to_json() for p in others]}
+    text = "\n".join([line(w) for w in workers] or ["no workers started here"])
+    if others:
+        text += "\n" + "\n".join(f"  {p.message()}" for p in others)
+    _emit(args, data, text)
+    return 0
+
+
 # -- parser ------------------------------------------------------------------------------
+def _split_options(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--rpc", metavar="HOST:PORT,...", help="split the model over these rpc-server workers")
+    s.add_argument(
+        "--tensor-split",
+        metavar="A,B,...,L",
+        help="with --rpc: one share per worker, then this machine (default: in proportion to free memory)",
+    )
+    s.add_argument(
+        "--worker-free",
+        action="append",
+        metavar="HOST:PORT=GiB",
+        help="with --rpc: a worker's free memory by hand (instead of what it reports)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m zoe_panel", description="Zoe Panel, headless.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -625,6 +710,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--image", help="engine image for the docker backend")
     s.add_argument("--kv-unified", dest="kv_unified", action=argparse.BooleanOptionalAction, default=None)
     s.add_argument("--wait", type=float, metavar="SECONDS", help="wait until READY; non-zero exit on failure")
+    _split_options(s)
     s.add_argument("--json", action="store_true")
 
     for name, help_text in (("stop", "stop the engine"), ("status", "engine state")):
@@ -665,7 +751,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--flash-attn", choices=("on", "off", "auto"))
     s.add_argument("--ngl", type=int)
     s.add_argument("--flavor", choices=flavors.names())
+    _split_options(s)
     s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("rpc-worker", help="llama.cpp rpc-server workers on this machine (a model split over boards)")
+    ws = s.add_subparsers(dest="action", required=True)
+    w = ws.add_parser("start", help="start an rpc-server here")
+    w.add_argument("--host", default="127.0.0.1", help="address to bind (off loopback needs --allow-remote)")
+    w.add_argument("--port", type=int, default=50052)
+    w.add_argument("--cache", action="store_true", help="keep a local tensor cache (faster reloads)")
+    w.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
+    w.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="bind outside loopback: RPC has NO authentication, trusted networks only",
+    )
+    w.add_argument("--json", action="store_true")
+    w = ws.add_parser("status", help="workers started here, and any other worker's answer (--probe)")
+    w.add_argument("--probe", metavar="HOST:PORT,...", help="also ask these workers (on other boards)")
+    w.add_argument("--json", action="store_true")
+    w = ws.add_parser("stop", help="stop a worker started here")
+    g = w.add_mutually_exclusive_group(required=True)
+    g.add_argument("--port", type=int)
+    g.add_argument("--all", action="store_true")
+    w.add_argument("--json", action="store_true")
 
     s = sub.add_parser("runs", help="recorded engine runs")
     s.add_argument("--model")

@@ -16,6 +16,7 @@ from zoe_panel.engine.exits import SIGILL_EXIT
 from zoe_panel.engine.loadlog import MIB, LoadEvent
 from zoe_panel.engine.oomcheck import OomEvidence
 from zoe_panel.models.fit import Estimate
+from zoe_panel.workers.probe import PROTO_MAJOR, PROTO_MINOR, Probe
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,9 @@ def diagnose(
     max_ctx: MaxCtx | None = None,
     engine_version: str = "",
     oom: OomEvidence | None = None,
+    workers: Sequence[Probe] = (),
 ) -> Diagnosis | None:
+    """``workers``: the spec's RPC workers probed now, to name the node that went away."""
     spec = status.spec
     fails = [e for e in events if e.is_failure]
     kinds = [e.detail.get("kind") for e in fails]
@@ -87,6 +90,8 @@ def diagnose(
     def first(kind: str) -> LoadEvent:
         return fails[kinds.index(kind)]
 
+    if spec.rpc and any(str(k).startswith("rpc_") for k in kinds):
+        return rpc_failure(spec, events, workers)
     if "cuda_driver" in kinds:
         return Diagnosis(
             "cuda_driver",
@@ -164,6 +169,61 @@ def diagnose(
     if status.exit_code not in (None, 0):
         return Diagnosis("exit", f"The engine exited ({status.reason}).", "", ("read the last log lines below",))
     return None
+
+
+def rpc_failure(spec: EngineSpec, events: Sequence[LoadEvent], workers: Sequence[Probe]) -> Diagnosis:
+    """An RPC worker failed the engine: name the node, say when (load or serving) and what to do."""
+    fails = [e for e in events if e.is_failure]
+    kinds = [e.detail.get("kind") for e in fails]
+    served = any(e.phase in ("loaded", "listening") for e in events)
+    down = [p for p in workers if not p.ok]
+    worker_cmd = "python -m zoe_panel rpc-worker start (on that machine; --host ADDR --allow-remote off loopback)"
+    if "rpc_mismatch" in kinds:
+        ev = fails[kinds.index("rpc_mismatch")]
+        ep = next((e.detail.get("endpoint") for e in fails if e.detail.get("kind") == "rpc_connect"), None)
+        ep = ep or next((p.endpoint for p in workers if p.state == "mismatch"), "?")
+        return Diagnosis(
+            "rpc_mismatch",
+            f"RPC worker {ep} speaks protocol {ev.detail.get('version', '?')}; this engine speaks "
+            f"{PROTO_MAJOR}.{PROTO_MINOR}.x.",
+            "Every worker's rpc-server must come from the same llama.cpp as the engine's llama-server.",
+            (f"rebuild rpc-server on {ep} from this panel's llama.cpp (make llama-server builds both)",),
+        )
+    lost_while = "while serving" if served else "during the load"
+    if "rpc_connect" in kinds:
+        ep = fails[kinds.index("rpc_connect")].detail.get("endpoint", "?")
+        earlier = (
+            f" It had stopped answering {lost_while}; the restart policy tried again and could not reach it."
+            if "rpc_lost" in kinds
+            else ""
+        )
+        probe = next((p for p in workers if p.endpoint == ep), None)
+        return Diagnosis(
+            "rpc_unreachable",
+            f"The engine could not reach RPC worker {ep}.{earlier}",
+            probe.message() if probe is not None else "",
+            (
+                f"start the worker on {ep.rsplit(':', 1)[0]}: {worker_cmd}",
+                "or remove it from the RPC workers and start again (its layers go to the other nodes)",
+            ),
+        )
+    names = ", ".join(p.endpoint for p in down)
+    if down:
+        title = f"RPC worker {names} stopped answering {lost_while}; the engine aborted."
+        detail = "; ".join(p.message() for p in down)
+    else:
+        title = f"An RPC worker dropped the connection {lost_while}; the engine aborted."
+        detail = "Every worker answers now: a network drop, or a worker restarted under the engine."
+    return Diagnosis(
+        "rpc_lost",
+        title,
+        detail,
+        (
+            f"restart the worker ({worker_cmd}), then start the engine again",
+            "or remove that worker and start again: the split is planned again over the others",
+            "keep workers on a wired, trusted network: a dropped link ends the engine",
+        ),
+    )
 
 
 def illegal_instruction(spec: EngineSpec, backend: str, engine_version: str = "") -> Diagnosis:

@@ -14,6 +14,7 @@ Every message says what happened and what to do about it; pages show ``str(e)`` 
     │   ├── EngineNotRunning     stop/chat with nothing running
     │   ├── BinaryNotFound       llama-server / python flavour not installed
     │   ├── PortInUseError       the engine port is taken
+    │   ├── WorkerUnavailable    an RPC worker is down, busy or of another protocol version
     │   └── DockerUnavailable    daemon unreachable, image or runtime missing
     ├── TelemetryUnavailable     a telemetry source cannot run on this machine
     ├── ChatError                chat request failed (engine down, context overflow, ...)
@@ -46,6 +47,10 @@ class EstimateError(ZoePanelError):
 
 class EngineError(ZoePanelError):
     pass
+
+
+class WorkerUnavailable(EngineError):
+    """An RPC worker the engine needs does not answer as it must; the message names each node."""
 
 
 class EngineBusyError(EngineError):

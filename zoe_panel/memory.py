@@ -162,7 +162,14 @@ class MemoryAdvisor:
             except Exception:  # noqa: BLE001 - a diagnosis without numbers is still a diagnosis
                 est = None
         oom = self.oom_evidence(status) if status.exit_code == 137 else None
-        return diagnose(status, events, estimate=est, max_ctx=max_fn, engine_version=engine_version, oom=oom)
+        workers = []
+        if spec is not None and spec.rpc and any(str(e.detail.get("kind", "")).startswith("rpc_") for e in events):
+            from zoe_panel.workers.probe import probe_all
+
+            workers = probe_all(spec.rpc, timeout_s=2.0)  # which node is gone, asked now
+        return diagnose(
+            status, events, estimate=est, max_ctx=max_fn, engine_version=engine_version, oom=oom, workers=workers
+        )
 
     def oom_evidence(self, status: EngineStatus) -> OomEvidence:
         """The kernel's record of the kill, and the lowest available memory while the run lasted."""

@@ -41,6 +41,7 @@ from zoe_panel.models.presets import Preset, PresetStore
 from zoe_panel.models.quantize import plan as quantize_plan
 from zoe_panel.models.quantize import run as quantize_run
 from zoe_panel.models.remote import RemoteHeaders
+from zoe_panel.models.split import Node, SplitPlan, plan_split
 from zoe_panel.models.store import ModelStore
 from zoe_panel.recorder import RunRecorder
 from zoe_panel.roofline import Bandwidth, bandwidth, ceiling_for
@@ -49,6 +50,8 @@ from zoe_panel.telemetry.base import Sample
 from zoe_panel.telemetry.registry import pick_source
 from zoe_panel.telemetry.ring import RingBuffer
 from zoe_panel.telemetry.sampler import Sampler
+from zoe_panel.workers.manager import WorkerManager
+from zoe_panel.workers.probe import Probe
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +106,7 @@ class Runtime:
         self._bandwidth: Bandwidth | None = None
         self.alarm = AlarmWatch(settings.state_dir)
         self.remote_headers = RemoteHeaders(settings.state_dir / "remote-headers.json")
+        self.workers = WorkerManager(settings)
 
     def start_background(self) -> None:
         """What only the panel process does: sample telemetry, and bring back a lost engine."""
@@ -516,6 +520,87 @@ class Runtime:
         if budget.host_total_bytes:
             cap = min(cap, budget.host_total_bytes // 4 // MIB)
         return max(0, min(cap, spare // MIB) // 64 * 64)
+
+    # -- a model split over RPC workers ----------------------------------------------------------
+    def split_nodes(
+        self, rpc: tuple[str, ...], worker_free: dict[str, int] | None = None, *, strict: bool = True
+    ) -> tuple[list[Node], list[Probe]]:
+        """Each worker's free memory: as the worker reports it, or as entered by hand (which wins).
+        ``strict``: a worker that does not answer and has no figure by hand is an error naming it."""
+        from zoe_panel.errors import WorkerUnavailable
+        from zoe_panel.workers.probe import probe_all
+
+        given = worker_free or {}
+        probes = probe_all(rpc, timeout_s=self.settings.rpc_probe_timeout_s)
+        nodes, bad = [], []
+        for p in probes:
+            if p.endpoint in given:
+                nodes.append(Node(p.endpoint, int(given[p.endpoint]), "entered by hand"))
+            elif p.ok:
+                nodes.append(Node(p.endpoint, p.free_bytes, "reported by the worker"))
+            else:
+                bad.append(p)
+                nodes.append(Node(p.endpoint, 0, f"unknown ({p.state})"))
+        if bad and strict:
+            raise WorkerUnavailable(
+                "; ".join(p.message() for p in bad) + " (or enter its free memory by hand to plan without it)"
+            )
+        return nodes, probes
+
+    def split_plan(
+        self,
+        spec: EngineSpec,
+        *,
+        shares: tuple[float, ...] | None = None,
+        worker_free: dict[str, int] | None = None,
+        strict: bool = True,
+    ) -> SplitPlan:
+        """Where each layer of ``spec``'s model goes over its RPC workers and this machine, and each
+        node's predicted memory and verdict. ``shares``: one per worker, then this machine (default:
+        in proportion to free memory)."""
+        nodes, _ = self.split_nodes(spec.rpc, worker_free, strict=strict)
+        single = replace(spec, rpc=(), tensor_split=())
+        est = self.memory.estimate(single)
+        info = self.store.info(Path(spec.model))
+        local_gpu = est.budget.kind != "cpu"
+        local_free = (
+            est.budget.gpu_free_bytes
+            if est.budget.kind == "discrete" and est.budget.gpu_free_bytes is not None
+            else est.budget.host_available_bytes
+        )
+        return plan_split(info, spec, est, local_free, nodes, shares=shares, local_gpu=local_gpu)
+
+    def rpc_spec(
+        self,
+        model: str,
+        rpc: tuple[str, ...],
+        *,
+        shares: tuple[float, ...] | None = None,
+        worker_free: dict[str, int] | None = None,
+        **overrides: Any,
+    ) -> tuple[EngineSpec, SplitPlan]:
+        """The engine spec for ``model`` split over ``rpc``, with the plan's explicit -ngl and -ts."""
+        spec = replace(self.default_spec(model, **overrides), rpc=rpc, n_gpu_layers=999)
+        plan = self.split_plan(spec, shares=shares, worker_free=worker_free)
+        return replace(spec, n_gpu_layers=plan.n_gpu_layers, tensor_split=plan.tensor_split), plan
+
+    def running_split(self) -> tuple[SplitPlan, list[dict[str, Any]]] | None:
+        """For a running split engine: its placement and, per worker, predicted against what
+        llama.cpp reported for weights, KV and compute."""
+        from zoe_panel.models.split import compare, plan_for_spec
+
+        status = self.engine.status()
+        spec = status.spec
+        if spec is None or not spec.rpc or not status.state.is_running:
+            return None
+        nodes = [Node(ep, 0, "in use by the engine") for ep in spec.rpc]
+        single = replace(spec, rpc=(), tensor_split=())
+        est = self.memory.estimate(single)
+        info = self.store.info(Path(spec.model))
+        plan = plan_for_spec(
+            info, spec, est, est.budget.host_available_bytes, nodes, local_gpu=est.budget.kind != "cpu"
+        )
+        return plan, compare(plan, self.engine.load_events())
 
     def router_spec(self, *, models_max: int = 4, **overrides: Any) -> EngineSpec:
         """A router engine over the models folder (the presets file is written on start)."""

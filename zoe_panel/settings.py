@@ -59,6 +59,7 @@ class Settings:
     cache_ram_mib: int = -1
     ctx_checkpoints: int = defaults.CTX_CHECKPOINTS  # per slot, for sliding-window and recurrent models
     stop_timeout_s: float = 10.0
+    rpc_probe_timeout_s: float = 3.0  # an RPC worker's answer to hello before Start names it down or busy
     start_timeout_s: float = 600.0
     restart_policy: str = "no"
     restart_max: int = 3
@@ -151,6 +152,7 @@ def validate(s: Settings) -> Settings:
         (0.1 <= s.sample_hz <= 50, "sample_hz must be 0.1..50"),
         (1 <= s.sample_hz_loading <= 50, "sample_hz_loading must be 1..50"),
         (s.stop_timeout_s > 0, "stop_timeout_s must be > 0"),
+        (0 < s.rpc_probe_timeout_s <= 60, "rpc_probe_timeout_s must be in (0, 60]"),
         (s.start_timeout_s > 0, "start_timeout_s must be > 0"),
         (0 <= s.restart_max <= 100, "restart_max must be 0..100"),
         (s.ring_seconds >= 60, "ring_seconds must be >= 60"),

@@ -275,6 +275,10 @@ def llama_server_argv(binary: str, spec: EngineSpec, caps: Capabilities | None =
         argv += ["-a", spec.alias]
     if spec.n_predict:
         argv += ["-n", str(spec.n_predict)]
+    if spec.rpc:
+        argv += ["--rpc", ",".join(spec.rpc)]
+    if spec.tensor_split:
+        argv += ["-ts", ",".join(f"{x:g}" for x in spec.tensor_split)]
     argv += after_load_args(spec, caps)
     # -lv 4 prints the model/KV/compute buffer lines the load timeline is built from.
     if caps.has_verbosity:

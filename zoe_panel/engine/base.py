@@ -70,6 +70,10 @@ class EngineSpec:
     api_key: str = ""
     alias: str = ""
     extra_args: tuple[str, ...] = ()
+    # A model split over RPC workers (llama-server --rpc host:port,… and -ts, in its device order:
+    # the workers, then a local GPU). n_gpu_layers then says how many layers leave the local CPU.
+    rpc: tuple[str, ...] = ()
+    tensor_split: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         validate_spec(self)
@@ -81,6 +85,8 @@ class EngineSpec:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["extra_args"] = list(self.extra_args)
+        data["rpc"] = list(self.rpc)
+        data["tensor_split"] = list(self.tensor_split)
         return data
 
     def public_json(self) -> dict[str, Any]:
@@ -94,6 +100,8 @@ class EngineSpec:
         known = {f for f in cls.__dataclass_fields__}
         clean = {k: v for k, v in data.items() if k in known}
         clean["extra_args"] = tuple(clean.get("extra_args", ()))
+        clean["rpc"] = tuple(clean.get("rpc", ()))
+        clean["tensor_split"] = tuple(float(x) for x in clean.get("tensor_split", ()))
         return cls(**clean)
 
     def spec_hash(self) -> str:
@@ -131,6 +139,22 @@ def validate_spec(spec: EngineSpec) -> None:
         problems.append(f"context checkpoints {spec.ctx_checkpoints} is out of range (0..1024, 0 = none)")
     if not 1 <= spec.port <= 65535:
         problems.append(f"port {spec.port} is out of range (1..65535)")
+    if spec.rpc:
+        from zoe_panel.workers.probe import EndpointError, parse_endpoints
+
+        try:
+            if parse_endpoints(",".join(spec.rpc)) != tuple(spec.rpc):
+                problems.append(f"RPC workers {','.join(spec.rpc)}: write each once, as host:port")
+        except EndpointError as e:
+            problems.append(str(e))
+    if spec.tensor_split:
+        if any(x < 0 for x in spec.tensor_split) or not any(x > 0 for x in spec.tensor_split):
+            problems.append("tensor split shares must be ≥ 0 with at least one above 0")
+        elif spec.rpc and len(spec.tensor_split) not in (len(spec.rpc), len(spec.rpc) + 1):
+            problems.append(
+                f"tensor split has {len(spec.tensor_split)} shares for {len(spec.rpc)} RPC worker(s): "
+                "one per worker (and one more for a local GPU)"
+            )
     if spec.flavor not in flavors.names():
         problems.append(f"flavor {spec.flavor!r} is not one of {', '.join(flavors.names())}")
     if problems:

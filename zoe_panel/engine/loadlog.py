@@ -163,6 +163,10 @@ _PATTERNS: list[tuple[str, re.Pattern[str], Extractor]] = [
 
 # (kind, pattern): failures, most specific first.
 _FAILURES: list[tuple[str, re.Pattern[str]]] = [
+    # llama.cpp's RPC client (ggml-rpc.cpp): it aborts on the first worker that fails it
+    ("rpc_mismatch", re.compile(r"RPC server version mismatch: (\S+)")),
+    ("rpc_connect", re.compile(r"Failed to connect to (\S+)|RPC handshake failed for (\S+)")),
+    ("rpc_lost", re.compile(r"Remote RPC server crashed or returned malformed response")),
     (
         "cuda_driver",
         re.compile(
@@ -213,6 +217,10 @@ def parse_line(t: float, line: str) -> LoadEvent | None:
             info: dict[str, Any] = {"kind": kind}
             if kind == "unknown_arch":
                 info["architecture"] = m[1]
+            elif kind == "rpc_mismatch":
+                info["version"] = m[1]
+            elif kind == "rpc_connect":
+                info["endpoint"] = (m[1] or m[2]).rstrip(".:")
             size = re.search(r"(?:allocating|size of|buffer of size)\s+([\d.]+)\s*(MiB)?", text)
             nbytes = None
             if size:

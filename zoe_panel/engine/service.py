@@ -155,12 +155,25 @@ class EngineService:
         """Start ``spec`` (as its flavour runs it) on the chosen backend; audited either way."""
         try:
             spec = flavors.get(spec.flavor).normalize(spec)
+            self.check_workers(spec)
             status = self._start(spec, self.choose_backend(backend))
         except EngineError as e:
             self.audit("start", "refused", client=client, target=spec.model_name, detail=str(e)[:300])
             raise
         self.audit("start", "ok", client=client, target=spec.model_name, detail=f"ctx {spec.ctx} {status.backend}")
         return status
+
+    def check_workers(self, spec: EngineSpec) -> None:
+        """Every RPC worker must answer before Start: llama-server aborts on the first one that does
+        not, without saying which when the connection breaks later. Name each node and what to do."""
+        if not spec.rpc:
+            return
+        from zoe_panel.errors import WorkerUnavailable
+        from zoe_panel.workers.probe import probe_all
+
+        bad = [p for p in probe_all(spec.rpc, timeout_s=self.settings.rpc_probe_timeout_s) if not p.ok]
+        if bad:
+            raise WorkerUnavailable("; ".join(p.message() for p in bad))
 
     def _start(self, spec: EngineSpec, backend: str) -> EngineStatus:
         if not self._thread_lock.acquire(blocking=False):

@@ -115,6 +115,20 @@ def spec_overrides(form: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def split_form(form: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The RPC fields: workers, shares (one per worker, then this machine) and free memory by hand."""
+    from zoe_panel.models.split import parse_shares
+    from zoe_panel.workers.probe import parse_endpoints, parse_worker_free
+
+    rpc = parse_endpoints(str(form.get("engine-rpc", "") or ""))
+    if not rpc:
+        return (), {}
+    ts = str(form.get("engine-ts", "") or "").strip()
+    shares = parse_shares(ts, len(rpc) + 1) if ts else None
+    free = parse_worker_free(str(form.get("engine-worker-free", "") or "").split(","))
+    return rpc, {"shares": shares, "worker_free": free}
+
+
 def start_from_form(rt: Runtime, form: Mapping[str, Any], backend: str | None = None) -> EngineStatus:
     model = form.get("engine-model")
     if not model:
@@ -128,7 +142,11 @@ def start_from_form(rt: Runtime, form: Mapping[str, Any], backend: str | None = 
 
         start_router(rt, int(form.get("engine-models-max", 4)), int(form.get("engine-budget-mib", 0)))
         return rt.engine.status(max_age_s=0)
-    spec = rt.default_spec(str(model), **spec_overrides(form))
+    rpc, split_kw = split_form(form)
+    if rpc:
+        spec, _plan = rt.rpc_spec(str(model), rpc, **split_kw, **spec_overrides(form))
+    else:
+        spec = rt.default_spec(str(model), **spec_overrides(form))
     return rt.engine.start(spec, backend=backend, client=client_address())
 
 
@@ -154,6 +172,8 @@ def live_status(rt: Runtime) -> None:
             st.caption(md(status.reason or "loading the model…"))
         elif status.state == EngineState.READY and (note := rt.engine.placement(status)):
             st.caption(f":material/memory: {md(note)}")
+    if status.state == EngineState.READY and status.spec and status.spec.rpc:
+        split_truth(rt)
     if status.state == EngineState.READY and status.spec and flavors.get(status.spec.flavor).multi_model:
         from zoe_panel.ui.router_view import models_panel
 
@@ -175,11 +195,96 @@ def form_spec(rt: Runtime, form: Mapping[str, Any]) -> Any:
     return rt.default_spec(str(model), **spec_overrides(form)) if model else None
 
 
+def split_truth(rt: Runtime) -> None:
+    """A running split: per worker, the prediction against the buffers llama.cpp reported."""
+    from zoe_panel.errors import ZoePanelError
+    from zoe_panel.ui.widgets import fmt_bytes
+
+    try:
+        got = rt.running_split()
+    except ZoePanelError as e:
+        st.caption(f"No split comparison: {md(e)}")
+        return
+    if got is None:
+        return
+    _plan, rows = got
+
+    def cell(r: dict[str, Any], key: str) -> str:
+        have = r[f"reported_{key}"]
+        err = r[f"error_pct_{key}"]
+        return f"{fmt_bytes(r[f'predicted_{key}'])} / {fmt_bytes(have) if have else '-'}" + (
+            f" ({err:+.1f} %)" if err is not None else ""
+        )
+
+    with st.container(key="engine-split-truth"):
+        st.markdown("**Split: predicted / reported by llama.cpp, per worker**")
+        st.table(
+            [
+                {
+                    "worker": r["node"],
+                    "layers": f"{r['layers']}" + (" + output" if r["output"] else ""),
+                    "weights": cell(r, "weights_bytes"),
+                    "KV": cell(r, "kv_bytes"),
+                    "compute": cell(r, "compute_bytes"),
+                }
+                for r in rows
+            ]
+        )
+
+
+def split_panel(rt: Runtime, form: Mapping[str, Any]) -> str | None:
+    """The form's split over RPC workers: layers, memory and verdict per node."""
+    from zoe_panel.errors import ZoePanelError
+    from zoe_panel.ui.widgets import fmt_bytes
+
+    try:
+        rpc, split_kw = split_form(form)
+        if not rpc:
+            return None
+        spec = form_spec(rt, form)
+        if spec is None:
+            return None
+        _spec, plan = rt.rpc_spec(spec.model_name, rpc, **split_kw, **spec_overrides(form))
+    except ZoePanelError as e:
+        with st.container(key="engine-split"):
+            st.error(f"Split over RPC workers: {md(e, inline=False)}")
+        return str(Verdict.WONT_FIT)
+    with st.container(key="engine-split", border=True):
+        st.markdown(
+            f"**Split over {len(plan.rpc)} RPC worker(s)** {VERDICT_BADGE[plan.verdict]} · "
+            f"`-ngl {plan.n_gpu_layers} -ts {plan.ts_arg()}`"
+        )
+        st.table(
+            [
+                {
+                    "node": p.node.name,
+                    "layers": p.layer_text,
+                    "weights": fmt_bytes(p.weights_bytes),
+                    "KV": fmt_bytes(p.kv_bytes),
+                    "compute": fmt_bytes(p.compute_bytes),
+                    "total": fmt_bytes(p.total_bytes),
+                    "free": f"{fmt_bytes(p.node.free_bytes)} ({p.node.source})",
+                    "verdict": str(p.verdict),
+                }
+                for p in plan.parts
+            ]
+        )
+        for note in plan.notes:
+            st.caption(md(note))
+        st.caption(
+            "RPC has no authentication: keep workers on a trusted network. The local row includes the "
+            "prompt cache and the engine's own memory."
+        )
+    return str(plan.verdict)
+
+
 def estimate_panel(rt: Runtime, form: Mapping[str, Any]) -> str | None:
     """Predicted memory for the form's settings; returns the verdict (None if no estimate)."""
     from zoe_panel.errors import ZoePanelError
     from zoe_panel.ui.widgets import fmt_bytes
 
+    if str(form.get("engine-rpc", "") or "").strip():
+        return split_panel(rt, form)
     try:
         spec = form_spec(rt, form)
         if spec is None:

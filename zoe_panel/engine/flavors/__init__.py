@@ -44,6 +44,7 @@ class Flavor:
     runs_in_docker: bool = False
     streams_prompt_progress: bool = False  # return_progress: prompt processing reported while it runs
     multi_model: bool = False  # serves several models, picked by the request's "model" field
+    supports_rpc: bool = False  # --rpc host:port,… (a model split over rpc-server workers)
     ready_markers: tuple[str, ...] = field(default=())
     # what to do when its binary dies with SIGILL (built for instructions this CPU cannot run)
     safe_rebuild: tuple[str, ...] = field(default=())
@@ -78,6 +79,12 @@ class Flavor:
 
     def normalize(self, spec: EngineSpec) -> EngineSpec:
         """The spec as this engine will run it (one slot where there are no slots)."""
+        if spec.rpc and not self.supports_rpc:
+            from zoe_panel.errors import ConfigError
+
+            raise ConfigError(
+                f"the {self.name} flavour cannot split a model over RPC workers; use llama-server (native or Docker)"
+            )
         return spec if self.splits_slots else replace(spec, parallel=1)
 
     def argv(self, spec: EngineSpec, settings: Settings) -> list[str]:

@@ -69,6 +69,7 @@ FLAVOR = LlamaServer(
     label="llama-server (llama.cpp)",
     runs_in_docker=True,
     streams_prompt_progress=True,
+    supports_rpc=True,
     ready_markers=READY_MARKERS,
     safe_rebuild=(
         "rebuild with the safe variant: ZOE_BUILD_VARIANT=portable make llama-server (runtime CPU dispatch, "
