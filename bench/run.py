@@ -33,6 +33,7 @@ BENCHES = {
     12: "b12_after_load",
     13: "b13_remote_header",
     14: "b14_convert",
+    15: "b15_rpc",
 }
 
 
@@ -73,6 +74,7 @@ def main() -> int:
             "not in RSS)",
         ),
         ("h100/gpu-bench.md", "7c. NVIDIA H100 (an earlier run)"),
+        ("rpc-paper.md", "15b. On paper: an 8B Q4_K_M model over two Orin NX 16 GB boards on 1 GbE"),
     ]
     for rel, title in gpu_runs:
         gpu = ROOT / "bench/results" / rel

@@ -13,6 +13,7 @@ REG_PORT="${ZOE_TEST_REGISTRY_PORT:-5055}"
 
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v ss >/dev/null 2>&1 || need+=(iproute2)
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
