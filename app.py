@@ -28,6 +28,7 @@ pages = [
     st.Page("pages/monitor.py", title="Monitor", icon=":material/monitoring:"),
     st.Page("pages/chat.py", title="Chat", icon=":material/chat:"),
     st.Page("pages/suites.py", title="Suites", icon=":material/checklist:"),
+    st.Page("pages/lab.py", title="Lab", icon=":material/science:"),
     st.Page("pages/endpoint.py", title="Endpoint", icon=":material/hub:"),
     st.Page("pages/workers.py", title="Workers", icon=":material/lan:"),
     st.Page("pages/history.py", title="History", icon=":material/history:"),

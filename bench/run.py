@@ -34,6 +34,7 @@ BENCHES = {
     13: "b13_remote_header",
     14: "b14_convert",
     15: "b15_rpc",
+    16: "b16_lab",
 }
 
 

@@ -15,6 +15,7 @@ from zoe_panel.ui.engine_view import (
     init_form,
     live_status,
     save_preset,
+    speculative_section,
     start_from_form,
     stop_engine,
 )
@@ -59,6 +60,8 @@ with st.expander("Advanced"):
     m1.number_input("Prompt cache MiB (-1 = sized from free memory, 0 = off)", -1, 1 << 20, key="engine-cache-ram")
     m2.number_input("Context checkpoints per slot", 0, 1024, key="engine-checkpoints")
     st.text_input("Extra llama-server arguments", key="engine-extra", placeholder="--temp 0.7 --mlock")
+with st.expander("Speculative decoding (draft)", expanded=st.session_state.get("engine-spec-mode", "off") != "off"):
+    speculative_section(rt, [e.name for e in models])
 with st.expander("Split over RPC workers", expanded=bool(st.session_state.get("engine-rpc"))):
     r1, r2, r3 = st.columns(3)
     r1.text_input("RPC workers (host:port, …)", key="engine-rpc", placeholder="192.168.1.20:50052")

@@ -42,7 +42,13 @@ def _streamlit(port: int, env: dict[str, str], address: str, log: IO[bytes]) -> 
     cmd = [sys.executable, "-m", "zoe_panel.web", "--server.port", str(port)]
     cmd += ["--server.address", address, "--server.headless", "true"]
     proc = subprocess.Popen(
-        cmd, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        # each test panel gets its own exporter port (or none): two panels must not race for 9464
+        cmd,
+        cwd=ROOT,
+        env={**os.environ, "ZOE_EXPORTER_PORT": "0", **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         yield proc

@@ -11,7 +11,7 @@ from typing import Any
 
 from zoe_panel.engine.docker import DockerEngine
 from zoe_panel.errors import ZoePanelError
-from zoe_panel.l4t import cuda_mismatch, power_mode, proposed_images, read_l4t
+from zoe_panel.l4t import cuda_mismatch, power_mode, power_modes, proposed_images, read_l4t
 from zoe_panel.settings import Settings
 from zoe_panel.telemetry.host import HostSource
 
@@ -53,6 +53,9 @@ def jetson_check(settings: Settings, docker: DockerEngine | None = None) -> Chec
     r.facts["memory"] = f"{mem.ram_available_bytes / 2**30:.1f} GiB available of {mem.ram_total_bytes / 2**30:.1f} GiB"
     mode = power_mode(settings.nvpmodel_conf, settings.nvpmodel_status)
     r.facts["power mode"] = mode or "unknown (no nvpmodel.conf)"
+    modes = power_modes(settings.nvpmodel_conf)
+    if modes:
+        r.facts["power modes"] = ", ".join(f"{name} (nvpmodel -m {i})" for i, name in modes)
     if mode and mode not in ("MAXN", "MAXN_SUPER"):
         r.fixes.append(
             f"power mode is {mode}: for full speed use MAXN (sudo nvpmodel -m <MAXN id>; sudo jetson_clocks)"

@@ -53,9 +53,17 @@ class ChatStats:
     finish_reason: str | None = None
     cached_tokens: int | None = None
     source: str = "client"  # "engine" when the engine's timings were used
+    draft_n: int | None = None  # speculative decoding: tokens drafted, and of those accepted
+    draft_accepted: int | None = None
+
+    @property
+    def acceptance(self) -> float | None:
+        return self.draft_accepted / self.draft_n if self.draft_n and self.draft_accepted is not None else None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["acceptance"] = self.acceptance
+        return data
 
 
 @dataclass(frozen=True)
@@ -251,6 +259,9 @@ class ChatStream:
             st.gen_tokens_per_s = t.get("predicted_per_second")
             st.completion_tokens = int(t.get("predicted_n") or st.completion_tokens)
             st.cached_tokens = t.get("cache_n", st.cached_tokens)
+            if t.get("draft_n") is not None:
+                st.draft_n = int(t["draft_n"])
+                st.draft_accepted = int(t.get("draft_n_accepted") or 0)
         elif self.first_at is not None and self.last_at is not None and client_tokens > 1:
             # Client clock: tokens after the first over the time since the first arrived.
             span = self.last_at - self.first_at

@@ -167,4 +167,7 @@ def stats_line(stats: dict[str, Any] | None) -> str:
     parts.append(f"{stats.get('completion_tokens', 0)} tokens")
     if stats.get("prompt_tokens_per_s"):
         parts.append(f"prompt {stats.get('prompt_tokens')} tok at {stats['prompt_tokens_per_s']:.0f} tok/s")
+    if stats.get("mean_power_w") is not None:
+        tpj = f", {stats['tokens_per_j']:.2f} tok/J" if stats.get("tokens_per_j") is not None else ""
+        parts.append(f"{stats['mean_power_w']:.1f} W ({stats.get('power_source', '?')}){tpj}")
     return " · ".join(parts) + f" ({stats.get('source', 'client')} timings)"

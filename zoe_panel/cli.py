@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -262,6 +263,9 @@ def cmd_chat(rt: Runtime, args: argparse.Namespace) -> int:
     if not args.model and (slots := rt.engine.models()):
         loaded = ", ".join(m.name for m in slots if m.state == "loaded") or "none"
         raise ZoePanelError(f"the router serves several models: name one with --model (loaded: {loaded})")
+    from zoe_panel.telemetry.power import power_stats
+
+    window = rt.energy_window()
     if args.model:
         from zoe_panel.engine.flavors.router import model_id
 
@@ -269,7 +273,9 @@ def cmd_chat(rt: Runtime, args: argparse.Namespace) -> int:
         text, stats = client.complete(messages, params, model=model_id(args.model))
     else:
         text, stats = client.complete(messages, params)
-    data = {"text": text, **stats.to_json()}
+    measured = stats.to_json() | power_stats(window.stop(), stats.completion_tokens)
+    rt.history.add_chat_stats(rt.engine.status().run_id, measured, prompt=args.prompt)  # History, metrics
+    data = {"text": text, **measured}
     summary = (
         f"{text}\n\n[ttft {stats.ttft_ms or 0:.0f} ms, {stats.gen_tokens_per_s or 0:.1f} tok/s, "
         f"{stats.completion_tokens} tokens, {stats.source} timings]"
@@ -636,6 +642,82 @@ def cmd_set_password(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+# -- tuning sweep ------------------------------------------------------------------------
+@command("sweep")
+def cmd_sweep(rt: Runtime, args: argparse.Namespace) -> int:
+    from zoe_panel.sweep import apply, configs, new_sweep, run_sweep
+
+    if args.list:
+        listed = [
+            {"id": s.id, "model": s.model, "status": s.status, "done": len(s.results), "configs": len(s.configs)}
+            for s in rt.sweeps.all()
+        ]
+        text = "\n".join(f"{r['id']}  {r['model']}  {r['status']}  {r['done']}/{r['configs']}" for r in listed)
+        _emit(args, listed, text or "no sweeps")
+        return 0
+    if args.apply:
+        s = rt.sweeps.load(args.apply)
+        row = next((r for r in s.rows() if r["config"] == args.config), None) if args.config else s.recommended()
+        if row is None:
+            raise ZoePanelError("nothing to apply: no such configuration, or no finished one on the frontier")
+        apply(rt, s, row)
+        _emit(args, {"applied": row}, f"saved as {s.model}'s preset: {row['config']}")
+        return 0
+    if args.resume:
+        s = rt.sweeps.load(args.resume)
+    else:
+        if not args.model:
+            raise ZoePanelError("sweep needs a MODEL (or --resume ID, --list, --apply ID)")
+        base = rt.default_spec(args.model)
+        cfgs = configs(
+            ctx=args.ctx or [base.ctx],
+            cache_type=args.cache_type or [base.cache_type_k],
+            ubatch=args.ubatch or [base.ubatch],
+            threads=args.threads or [base.threads],
+            parallel=args.parallel or [base.parallel],
+            draft=["" if d == "none" else d for d in (args.draft or ["none"])],
+        )
+        s = new_sweep(rt, args.model, cfgs, suite=args.suite or "", tolerance_pct=args.tolerance)
+    rt.start_sampler()  # peak memory of each configuration comes from the samples
+
+    def progress(f: float, detail: str) -> None:
+        if not args.json:
+            print(f"[{f * 100:3.0f} %] {detail}", file=sys.stderr, flush=True)
+
+    s = run_sweep(rt, s, progress=progress)
+    rows = s.rows()
+    rec = s.recommended()
+    data: dict[str, Any] = {"id": s.id, "status": s.status, "rows": rows, "recommended": rec}
+    lines = [f"sweep {s.id} of {s.model}: {s.status}"]
+    for x in rows:
+        lines.append(
+            f"  {'*' if x.get('pareto') else ' '} {x['config']:<48} gen {x.get('gen_tokens_per_s') or 0:6.1f} tok/s  "
+            f"peak {(x.get('peak_bytes') or 0) / 2**20:7.1f} MiB  pass {x.get('pass_rate')}  {x.get('outcome')}"
+        )
+    lines.append(f"recommended: {rec['config']}" if rec else "recommended: none (no finished configuration)")
+    lines.append(f"apply it: python -m zoe_panel sweep --apply {s.id}")
+    _emit(args, data, "\n".join(lines))
+    return 0 if s.status == "done" else 1
+
+
+# -- metrics -----------------------------------------------------------------------------
+@command("exporter")
+def cmd_exporter(rt: Runtime, args: argparse.Namespace) -> int:
+    """Serve the Prometheus metrics in the foreground (the panel process serves them too)."""
+    from zoe_panel.exporter import serve
+
+    host = args.host or rt.settings.exporter_host
+    port = args.port if args.port is not None else (rt.settings.exporter_port or 9464)
+    rt.start_sampler()
+    server = serve(rt, host, port, rt.settings.exporter_token)
+    print(f"metrics on http://{host}:{server.server_port}/metrics (Ctrl-C stops)", flush=True)
+    try:
+        threading.Event().wait()
+    finally:
+        server.shutdown()
+    return 0
+
+
 # -- RPC workers -------------------------------------------------------------------------
 @command("rpc-worker")
 def cmd_rpc_worker(rt: Runtime, args: argparse.Namespace) -> int:
@@ -753,6 +835,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--flavor", choices=flavors.names())
     _split_options(s)
     s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("sweep", help="start, measure and stop every combination; Pareto frontier and a pick")
+    s.add_argument("model", nargs="?")
+    s.add_argument("--ctx", type=int, nargs="+")
+    s.add_argument("--cache-type", choices=CACHE_TYPES, nargs="+")
+    s.add_argument("--ubatch", type=int, nargs="+")
+    s.add_argument("--threads", type=int, nargs="+")
+    s.add_argument("--parallel", type=int, nargs="+")
+    s.add_argument("--draft", nargs="+", help="none, an n-gram mode (ngram-simple, …) or a library model")
+    s.add_argument("--suite", help="a saved suite (default: a short built-in set)")
+    s.add_argument("--tolerance", type=float, default=5.0, help="%% of the fastest a recommendation may give up")
+    s.add_argument("--resume", metavar="ID", help="go on with an unfinished sweep")
+    s.add_argument("--list", action="store_true")
+    s.add_argument("--apply", metavar="ID", help="save a sweep's recommendation (or --config) as the preset")
+    s.add_argument("--config", help="with --apply: the configuration (its 'config' text)")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("exporter", help="serve Prometheus metrics (memory, engine, chat, llama.cpp's own)")
+    s.add_argument("--host", help="default: the setting exporter_host (127.0.0.1)")
+    s.add_argument("--port", type=int, help="default: the setting exporter_port (9464)")
 
     s = sub.add_parser("rpc-worker", help="llama.cpp rpc-server workers on this machine (a model split over boards)")
     ws = s.add_subparsers(dest="action", required=True)

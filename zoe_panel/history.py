@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS runs (
     peak_ram_used_bytes INTEGER, peak_engine_rss_bytes INTEGER, peak_gpu_bytes INTEGER,
     time_to_ready_s REAL,
     ready_rss_bytes INTEGER, peak_after_ready_rss_bytes INTEGER, binary_rss_bytes INTEGER,
-    load_progress_json TEXT
+    load_progress_json TEXT, power_mode TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_model ON runs(model);
 CREATE TABLE IF NOT EXISTS events (
@@ -48,7 +48,7 @@ CREATE INDEX IF NOT EXISTS samples_t ON samples(t);
 CREATE TABLE IF NOT EXISTS chat_stats (
     run_id TEXT, t REAL, ttft_ms REAL, prompt_tokens INTEGER, prompt_tokens_per_s REAL,
     completion_tokens INTEGER, gen_tokens_per_s REAL, source TEXT, suite TEXT, prompt TEXT,
-    passed INTEGER, peak_ram_used_bytes INTEGER
+    passed INTEGER, peak_ram_used_bytes INTEGER, mean_power_w REAL, tokens_per_j REAL, power_source TEXT
 );
 CREATE INDEX IF NOT EXISTS chat_run ON chat_stats(run_id);
 CREATE TABLE IF NOT EXISTS suites (name TEXT PRIMARY KEY, json TEXT, updated_at REAL);
@@ -86,6 +86,7 @@ RUN_FIELDS = (
     "peak_after_ready_rss_bytes",
     "binary_rss_bytes",
     "load_progress_json",
+    "power_mode",
 )
 # Columns added after the first release, with their types: an older history file gains them.
 ADDED_RUN_COLUMNS = {
@@ -93,7 +94,9 @@ ADDED_RUN_COLUMNS = {
     "peak_after_ready_rss_bytes": "INTEGER",
     "binary_rss_bytes": "INTEGER",
     "load_progress_json": "TEXT",
+    "power_mode": "TEXT",
 }
+ADDED_CHAT_COLUMNS = {"mean_power_w": "REAL", "tokens_per_j": "REAL", "power_source": "TEXT"}
 
 
 class History:
@@ -125,6 +128,10 @@ class History:
                 for column, kind in ADDED_RUN_COLUMNS.items():
                     if column not in have:
                         db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+                have = {row[1] for row in db.execute("PRAGMA table_info(chat_stats)")}
+                for column, kind in ADDED_CHAT_COLUMNS.items():
+                    if column not in have:
+                        db.execute(f"ALTER TABLE chat_stats ADD COLUMN {column} {kind}")
                 db.execute("SELECT COUNT(*) FROM runs").fetchone()
         except sqlite3.DatabaseError:
             db.close()
@@ -260,7 +267,9 @@ class History:
         peak_ram_used_bytes: int | None = None,
     ) -> None:
         self._exec(
-            "INSERT INTO chat_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO chat_stats (run_id, t, ttft_ms, prompt_tokens, prompt_tokens_per_s, completion_tokens, "
+            "gen_tokens_per_s, source, suite, prompt, passed, peak_ram_used_bytes, mean_power_w, tokens_per_j, "
+            "power_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 run_id,
                 time.time(),
@@ -274,8 +283,15 @@ class History:
                 prompt[:2000],
                 None if passed is None else int(passed),
                 peak_ram_used_bytes,
+                stats.get("mean_power_w"),
+                stats.get("tokens_per_j"),
+                stats.get("power_source"),
             ),
         )
+
+    def last_chat_stats(self) -> dict[str, Any] | None:
+        row = self._exec("SELECT * FROM chat_stats ORDER BY t DESC LIMIT 1").fetchone()
+        return dict(row) if row else None
 
     def chat_stats(self, run_id: str | None = None, suite: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT * FROM chat_stats WHERE 1=1"
@@ -355,6 +371,7 @@ class Run:
     binary_rss_bytes: int | None = None  # resident pages of its binary and libraries
     # How far a failed load got: {"phase", "reported_bytes", "predicted_at_ready_bytes", "share"}
     load_progress: dict[str, Any] = field(default_factory=dict)
+    power_mode: str | None = None  # nvpmodel mode (Jetson) or GPU performance state at start
 
     @property
     def predicted_total_bytes(self) -> int | None:
@@ -386,4 +403,5 @@ def _run_of(row: sqlite3.Row) -> Run:
         d[key.removesuffix("_json")] = json.loads(raw) if raw else {}
     d["restarts"] = d.get("restarts") or 0
     d["outcome"] = d.get("outcome") or "running"
-    return Run(**d)
+    known = {f.name for f in fields(Run)}
+    return Run(**{k: v for k, v in d.items() if k in known})  # a newer panel's columns are ignored

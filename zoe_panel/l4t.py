@@ -110,6 +110,15 @@ def power_mode(
     return names.get(current or "", "") if current is not None else ""
 
 
+def power_modes(nvpmodel_conf: Path = Path("/etc/nvpmodel.conf")) -> list[tuple[int, str]]:
+    """Every mode the board offers, as (id, name), from nvpmodel.conf; [] off a Jetson."""
+    try:
+        conf = nvpmodel_conf.read_text()
+    except OSError:
+        return []
+    return [(int(i), n) for i, n in re.findall(r"<\s*POWER_MODEL\s+ID=(\d+)\s+NAME=(\S+)\s*>", conf)]
+
+
 def arch_support_note(architecture: str, engine_build: int | None) -> str:
     """Warn when the model's architecture is newer than the engine build (first llama.cpp build
     that loads it, from llama.cpp's release notes; builds <= 1 are source builds without a number)."""

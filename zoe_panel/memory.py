@@ -136,7 +136,15 @@ class MemoryAdvisor:
         """``info``: a header read elsewhere (a Hub file, a GGUF outside the library)."""
         info = info or self.store.info(Path(spec.model))
         cal = self.calibration(spec.model_name) if calibrated else {}
-        return estimate(info, spec, budget or self.budget(), calibration=cal, binary_bytes=self.binary_bytes(spec))
+        draft = None
+        if spec.draft_model:
+            from zoe_panel.models.fit import check_draft
+
+            draft = self.store.info(Path(spec.draft_model))
+            check_draft(info, draft)
+        return estimate(
+            info, spec, budget or self.budget(), calibration=cal, binary_bytes=self.binary_bytes(spec), draft=draft
+        )
 
     def max_contexts(
         self, spec: EngineSpec, budget: MemoryBudget | None = None, info: GGUFInfo | None = None

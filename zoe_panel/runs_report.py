@@ -53,8 +53,23 @@ def run_row(history: History, run: Run) -> dict[str, Any]:
         "reason": run.reason or "",
         "diagnosis": run.diagnosis or "",
         "engine_version": run.engine_version or "",
+        "power_mode": run.power_mode or "",
     }
+    row.update(power_of(history.chat_stats(run_id=run.run_id)))
     return row
+
+
+def power_of(chats: list[dict[str, Any]]) -> dict[str, Any]:
+    """A run's (or a suite's) power while generating: the median of its replies' mean watts and
+    tokens per joule, where a power source measured them."""
+    import statistics
+
+    watts = [c["mean_power_w"] for c in chats if c.get("mean_power_w") is not None]
+    tpj = [c["tokens_per_j"] for c in chats if c.get("tokens_per_j") is not None]
+    return {
+        "mean_power_w": round(statistics.median(watts), 2) if watts else None,
+        "tokens_per_j": round(statistics.median(tpj), 4) if tpj else None,
+    }
 
 
 def runs_rows(history: History, *, model: str | None = None, limit: int = 500) -> list[dict[str, Any]]:

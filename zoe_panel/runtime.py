@@ -46,7 +46,9 @@ from zoe_panel.models.store import ModelStore
 from zoe_panel.recorder import RunRecorder
 from zoe_panel.roofline import Bandwidth, bandwidth, ceiling_for
 from zoe_panel.settings import Settings, load_settings
+from zoe_panel.sweep import SweepState, SweepStore
 from zoe_panel.telemetry.base import Sample
+from zoe_panel.telemetry.power import EnergyWindow
 from zoe_panel.telemetry.registry import pick_source
 from zoe_panel.telemetry.ring import RingBuffer
 from zoe_panel.telemetry.sampler import Sampler
@@ -107,12 +109,58 @@ class Runtime:
         self.alarm = AlarmWatch(settings.state_dir)
         self.remote_headers = RemoteHeaders(settings.state_dir / "remote-headers.json")
         self.workers = WorkerManager(settings)
+        self.sweeps = SweepStore(settings.state_dir)
+        self.exporter: Any = None
+        self.exporter_note = ""
 
     def start_background(self) -> None:
         """What only the panel process does: sample telemetry, and bring back a lost engine."""
         if self._wants_sampler:
             self.start_sampler()
             self.restore_engine()
+
+    def start_exporter(self) -> str:
+        """The Prometheus exporter in this process (the panel's), when ``exporter_port`` is set. A
+        port already taken (another panel) is a note, not a failure of the panel."""
+        from zoe_panel.exporter import serve
+
+        s = self.settings
+        if not s.exporter_port or self.exporter is not None:
+            return self.exporter_note
+        try:
+            self.exporter = serve(self, s.exporter_host, s.exporter_port, s.exporter_token)
+            self.exporter_note = f"metrics on http://{s.exporter_host}:{s.exporter_port}/metrics"
+        except ZoePanelError as e:
+            self.exporter_note = f"metrics exporter off: {e}"
+            log.warning(self.exporter_note)
+        return self.exporter_note
+
+    # -- power ----------------------------------------------------------------------------
+    def power_mode(self) -> str:
+        """The board's power mode: the nvpmodel mode on a Jetson (with jetson_clocks when jtop says),
+        '' elsewhere."""
+        from zoe_panel.l4t import power_mode
+
+        mode = power_mode(self.settings.nvpmodel_conf, self.settings.nvpmodel_status)
+        extras = getattr(self.sampler.source if self.sampler else None, "extras", None)
+        if mode and callable(extras):
+            try:
+                clocks = extras().get("jetson_clocks", "")
+            except Exception:  # noqa: BLE001 - the mode alone is still worth showing
+                clocks = ""
+            if clocks:
+                mode += f" (jetson_clocks {clocks})"
+        return mode
+
+    def power_modes(self) -> list[tuple[int, str]]:
+        """The modes this board offers (nvpmodel.conf), as (id, name)."""
+        from zoe_panel.l4t import power_modes
+
+        return power_modes(self.settings.nvpmodel_conf)
+
+    def energy_window(self) -> EnergyWindow:
+        """Start measuring the energy of one piece of work (a reply): RAPL, else the sampler's power."""
+        return EnergyWindow(self.ring).start()
 
     # -- telemetry ------------------------------------------------------------------------
     def start_sampler(self) -> Sampler:
@@ -233,6 +281,7 @@ class Runtime:
     def _describe_run(self, spec: EngineSpec) -> dict[str, Any]:
         out: dict[str, Any] = {"spec_json": json.dumps(spec.public_json())}
         out["engine_version"] = self.engine.version(spec)
+        out["power_mode"] = self.power_mode() or None
         if flavors.get(spec.flavor).multi_model:
             return out  # a router's models are predicted one by one, as they load (admission)
         try:
@@ -521,6 +570,34 @@ class Runtime:
             cap = min(cap, budget.host_total_bytes // 4 // MIB)
         return max(0, min(cap, spare // MIB) // 64 * 64)
 
+    # -- tuning sweeps ---------------------------------------------------------------------------
+    def start_sweep(self, s: SweepState) -> Job:
+        """Run (or resume) a sweep as a background job: progress, Cancel between configurations."""
+        from zoe_panel.sweep import run_sweep
+
+        def work(job: Job) -> Any:
+            done = run_sweep(self, s, progress=job.report, cancel=job.cancel)
+            return done.id
+
+        # one sweep at a time: each starts and stops the engine
+        return self.jobs.submit("sweep", "", work, exclusive_key="the engine")
+
+    # -- speculative decoding -------------------------------------------------------------------
+    def engine_capabilities(self) -> Any:
+        """What the native llama-server accepts (its --help), or None when there is none here."""
+        from zoe_panel.engine.binary import capabilities, find_llama_server
+
+        try:
+            return capabilities(find_llama_server(self.settings), self.settings.state_dir / "binaries.json")
+        except ZoePanelError:
+            return None
+
+    def draft_check(self, target: str, draft: str) -> None:
+        """Raise ConfigError when library model ``draft`` cannot draft for ``target``."""
+        from zoe_panel.models.fit import check_draft
+
+        check_draft(self.store.info(self.store.resolve(target)), self.store.info(self.store.resolve(draft)))
+
     # -- a model split over RPC workers ----------------------------------------------------------
     def split_nodes(
         self, rpc: tuple[str, ...], worker_free: dict[str, int] | None = None, *, strict: bool = True
@@ -687,6 +764,10 @@ class Runtime:
             return self._chat[1]
 
     def close(self) -> None:
+        if self.exporter is not None:
+            self.exporter.shutdown()
+            self.exporter.server_close()
+            self.exporter = None
         if self.sampler is not None:
             self.sampler.stop()
         self.recorder.flush()
@@ -705,6 +786,7 @@ def get_runtime() -> Runtime:
         if _runtime is None:
             _runtime = Runtime(load_settings())
             _runtime.start_background()
+            _runtime.start_exporter()
         return _runtime
 
 

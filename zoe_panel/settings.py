@@ -51,6 +51,11 @@ class Settings:
     engine_host: str = "127.0.0.1"
     engine_port: int = defaults.PORT
     engine_api_key: str = ""
+    # Prometheus metrics (python -m zoe_panel exporter, or the panel process itself); 0 = off. Off
+    # loopback a bearer token is required.
+    exporter_host: str = "127.0.0.1"
+    exporter_port: int = 9464
+    exporter_token: str = ""
     default_max_tokens: int = 512  # the engine's cap for requests that set no max_tokens (0 = none)
     memory_floor_mib: int = 1024  # memory to keep free: the router's admission, the after-load alarm
     router_budget_mib: int = 0  # memory the router's models may hold together; 0 = available - floor
@@ -152,6 +157,7 @@ def validate(s: Settings) -> Settings:
         (0.1 <= s.sample_hz <= 50, "sample_hz must be 0.1..50"),
         (1 <= s.sample_hz_loading <= 50, "sample_hz_loading must be 1..50"),
         (s.stop_timeout_s > 0, "stop_timeout_s must be > 0"),
+        (0 <= s.exporter_port <= 65535, "exporter_port must be 0..65535 (0 = off)"),
         (0 < s.rpc_probe_timeout_s <= 60, "rpc_probe_timeout_s must be in (0, 60]"),
         (s.start_timeout_s > 0, "start_timeout_s must be > 0"),
         (0 <= s.restart_max <= 100, "restart_max must be 0..100"),

@@ -13,6 +13,7 @@ from typing import Any
 from zoe_panel.chat import ChatParams
 from zoe_panel.errors import ConfigError
 from zoe_panel.runtime import Runtime
+from zoe_panel.telemetry.power import power_stats
 
 SEP = "|||"
 
@@ -84,11 +85,12 @@ def run_suite(
             {"role": "user", "content": p.text}
         ]
         t0 = time.time()
+        window = rt.energy_window()
         text, stats = client.complete(messages, params)
+        data = stats.to_json() | power_stats(window.stop(), stats.completion_tokens)
         samples = rt.ring.snapshot(since=t0)
         peak = max((s.ram_used_bytes for s in samples), default=None)
         passed = p.passed(text)
-        data = stats.to_json()
         rt.history.add_chat_stats(
             status.run_id, data, suite=suite.name, prompt=p.text, passed=passed, peak_ram_used_bytes=peak
         )
@@ -108,7 +110,7 @@ def compare(rt: Runtime, name: str) -> list[dict[str, Any]]:
         spec = run.spec if run else {}
 
         def med(key: str, rows: list[dict[str, Any]] = rows) -> float | None:
-            vals = [r[key] for r in rows if r[key] is not None]
+            vals = [r[key] for r in rows if r.get(key) is not None]
             return round(statistics.median(vals), 2) if vals else None
 
         judged = [r["passed"] for r in rows if r["passed"] is not None]
@@ -126,6 +128,9 @@ def compare(rt: Runtime, name: str) -> list[dict[str, Any]]:
                 "gen_tok_s": med("gen_tokens_per_s"),
                 "pass_rate": round(sum(judged) / len(judged), 3) if judged else None,
                 "peak_ram_used_mib": round(max((r["peak_ram_used_bytes"] or 0) for r in rows) / 2**20, 1),
+                "mean_power_w": med("mean_power_w"),
+                "tokens_per_j": med("tokens_per_j"),
+                "power_mode": (run.power_mode if run else None) or "",
                 "when": min(r["t"] for r in rows),
             }
         )

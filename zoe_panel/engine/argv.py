@@ -135,6 +135,8 @@ class Capabilities:
     # and go between builds (--mlock became --load-mode mlock), so extra arguments are checked
     # against the binary that will run them, not only against the panel's allow-list.
     flags: tuple[str, ...] = ()
+    # --spec-type's choices as --help lists them (ngram-simple, draft-simple, ...); empty: unknown
+    spec_types: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Capabilities:
@@ -142,6 +144,7 @@ class Capabilities:
         known = {f.name for f in fields(cls)}
         kw = {k: v for k, v in data.items() if k in known}
         kw["flags"] = tuple(kw.get("flags") or ())
+        kw["spec_types"] = tuple(kw.get("spec_types") or ())
         return cls(**kw)
 
     def to_dict(self) -> dict[str, Any]:
@@ -169,6 +172,7 @@ class Capabilities:
             slots_default_on="--no-slots" in help_text,
             has_fit="--fit " in help_text or "-fit," in help_text,
             flags=tuple(sorted(set(_FLAG_RE.findall(help_text)))),
+            spec_types=_spec_types(help_text),
         )
 
     def supports(self, flag: str) -> bool:
@@ -222,6 +226,11 @@ def check_extra_args(args: tuple[str, ...] | list[str]) -> tuple[str, ...]:
         out.append(flag)
         out.extend(values)
     return tuple(out)
+
+
+def _spec_types(help_text: str) -> tuple[str, ...]:
+    m = re.search(r"--spec-type\s+([a-z0-9,-]+)", help_text)
+    return tuple(t for t in m.group(1).split(",") if t) if m else ()
 
 
 def _is_number(text: str) -> bool:
@@ -279,6 +288,7 @@ def llama_server_argv(binary: str, spec: EngineSpec, caps: Capabilities | None =
         argv += ["--rpc", ",".join(spec.rpc)]
     if spec.tensor_split:
         argv += ["-ts", ",".join(f"{x:g}" for x in spec.tensor_split)]
+    argv += speculative_args(spec, caps)
     argv += after_load_args(spec, caps)
     # -lv 4 prints the model/KV/compute buffer lines the load timeline is built from.
     if caps.has_verbosity:
@@ -289,6 +299,33 @@ def llama_server_argv(binary: str, spec: EngineSpec, caps: Capabilities | None =
     caps.check_known(extra)
     argv += list(extra)
     return argv
+
+
+def speculative_args(spec: EngineSpec, caps: Capabilities) -> list[str]:
+    """Speculative decoding with this build's flag names (they changed upstream: ``--draft-max`` and
+    ``-md`` became ``--spec-draft-n-max`` and ``--spec-draft-model``; n-gram modes came with
+    ``--spec-type``). A mode the build lacks is refused here, before Start."""
+    from zoe_panel.errors import ConfigError
+
+    out: list[str] = []
+    kind = spec.spec_type or ("draft-simple" if spec.draft_model else "")
+    if not kind:
+        return out
+    if caps.supports("--spec-type"):
+        offered = caps.spec_types
+        for k in kind.split(","):
+            if offered and k not in offered:
+                raise ConfigError(f"this llama-server has no speculative type {k!r}; it offers {', '.join(offered)}")
+        out += ["--spec-type", kind]
+    elif not spec.draft_model:
+        raise ConfigError("this llama-server predates n-gram speculative decoding (--spec-type): use a draft model")
+    if spec.draft_model:
+        out += ["-md", spec.draft_model]
+        ngl_flag = "--spec-draft-ngl" if caps.supports("--spec-draft-ngl") else "-ngld"
+        out += [ngl_flag, str(spec.n_gpu_layers)]
+    if spec.draft_max:
+        out += ["--spec-draft-n-max" if caps.supports("--spec-draft-n-max") else "--draft-max", str(spec.draft_max)]
+    return out
 
 
 def after_load_args(spec: EngineSpec, caps: Capabilities) -> list[str]:

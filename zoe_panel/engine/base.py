@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -74,6 +75,11 @@ class EngineSpec:
     # the workers, then a local GPU). n_gpu_layers then says how many layers leave the local CPU.
     rpc: tuple[str, ...] = ()
     tensor_split: tuple[float, ...] = ()
+    # Speculative decoding: llama-server --spec-type (an n-gram mode, or draft-simple with a draft
+    # model from the library: an absolute path), and the tokens drafted per step (0 = its default)
+    spec_type: str = ""
+    draft_model: str = ""
+    draft_max: int = 0
 
     def __post_init__(self) -> None:
         validate_spec(self)
@@ -155,6 +161,12 @@ def validate_spec(spec: EngineSpec) -> None:
                 f"tensor split has {len(spec.tensor_split)} shares for {len(spec.rpc)} RPC worker(s): "
                 "one per worker (and one more for a local GPU)"
             )
+    if spec.spec_type and not re.fullmatch(r"[a-z0-9-]+(,[a-z0-9-]+)*", spec.spec_type):
+        problems.append(f"speculative type {spec.spec_type!r}: names like ngram-simple or draft-simple")
+    if spec.draft_model and spec.spec_type and "draft" not in spec.spec_type:
+        problems.append(f"a draft model needs a draft speculative type (draft-simple), not {spec.spec_type!r}")
+    if not 0 <= spec.draft_max <= 64:
+        problems.append(f"draft tokens {spec.draft_max} is out of range (0..64, 0 = the engine's default)")
     if spec.flavor not in flavors.names():
         problems.append(f"flavor {spec.flavor!r} is not one of {', '.join(flavors.names())}")
     if problems:

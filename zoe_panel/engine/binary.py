@@ -87,7 +87,7 @@ def capabilities(binary: str, cache_file: Path) -> Capabilities:
     st = Path(binary).stat()
     key = f"{Path(binary).resolve()}:{st.st_size}:{st.st_mtime_ns}"
     cache: dict[str, dict[str, object]] = read_cache(cache_file, dict)
-    if isinstance(cache.get(key), dict) and "flags" in cache[key]:  # entries without flags predate the check
+    if isinstance(cache.get(key), dict) and "spec_types" in cache[key]:  # older entries lack fields
         return Capabilities.from_dict(cache[key])
     help_text = _run([binary, "--help"])
     version_text = _run([binary, "--version"])

@@ -192,6 +192,8 @@ class Estimate:
     serving_bytes: int = 0  # each slot's sampling candidates and request buffers, made by its first request
     compute_host_bytes: int = 0  # with a GPU: the graph's inputs in pinned host memory
     host_runtime_bytes: int = 0  # with a GPU: the CUDA driver's and runtime's host memory
+    draft_bytes: int = 0  # speculative decoding's draft model: its weights, KV and compute
+    draft_name: str = ""
 
     @property
     def kv_bytes(self) -> int:
@@ -223,6 +225,7 @@ class Estimate:
             + self.output_bytes
             + self.tables_bytes
             + self.overhead_bytes
+            + self.draft_bytes
         )
         factor = float(self.calibration.get("factor", 1.0))
         return int(raw * factor)
@@ -297,6 +300,8 @@ class Estimate:
             rows.append(("at READY", "compute inputs (pinned host)", self.compute_host_bytes, "CUDA_Host buffer"))
         if self.host_runtime_bytes:
             rows.append(("at READY", "CUDA runtime (host)", self.host_runtime_bytes, "driver and runtime"))
+        if self.draft_bytes:
+            rows.append(("at READY", "draft model", self.draft_bytes, f"{self.draft_name}: weights, KV, compute"))
         rows.append(("at READY", "output buffer", self.output_bytes, "logits"))
         rows.append(("at READY", "tokenizer and tables", self.tables_bytes, ""))
         ctx = f", CUDA context {self.gpu_context_bytes / MIB:.0f} MiB" if self.gpu_context_bytes else ""
@@ -363,6 +368,7 @@ class Estimate:
             "checkpoint_each_bytes": self.checkpoint_each_bytes,
             "working_set_bytes": self.working_set_bytes,
             "serving_bytes": self.serving_bytes,
+            "draft_bytes": self.draft_bytes,
             "after_load_bytes": self.after_load_bytes,
             "total_bytes": self.total_bytes,
             "gpu_bytes": self.gpu_bytes,
@@ -536,6 +542,7 @@ def estimate(
     *,
     calibration: dict[str, Any] | None = None,
     binary_bytes: int | None = None,
+    draft: GGUFInfo | None = None,
 ) -> Estimate:
     shape = model_shape(info)
     flavor = flavors.get(spec.flavor)
@@ -596,7 +603,38 @@ def estimate(
         slots=n_seq,
         gpu_context_bytes=context,
         serving_bytes=n_seq * (shape.n_vocab * SLOT_BYTES_PER_TOKEN + SLOT_BYTES),
+        draft_bytes=draft_bytes(draft, spec, budget) if draft is not None else 0,
+        draft_name=draft.path.rsplit("/", 1)[-1] if draft is not None else "",
     )
+
+
+def draft_bytes(draft: GGUFInfo, spec: EngineSpec, budget: MemoryBudget) -> int:
+    """The draft model beside the target: its weights, its own KV cache at the target's context
+    (llama-server sizes the draft context like the target's) and its compute buffer."""
+    d = estimate(draft, replace(spec, model=draft.path, draft_model="", spec_type="", cache_ram_mib=0), budget)
+    return d.weights_bytes + d.repack_bytes + d.kv_bytes + d.recurrent_bytes + d.compute_bytes + d.output_bytes
+
+
+def check_draft(target: GGUFInfo, draft: GGUFInfo) -> None:
+    """llama.cpp drafts only with a vocabulary it can map token for token: the same tokenizer,
+    the same special tokens, sizes within 128 (its own rule). Say which differs."""
+    from zoe_panel.errors import ConfigError
+
+    a, b = model_shape(target), model_shape(draft)
+    name = draft.path.rsplit("/", 1)[-1]
+    problems = []
+    ta, tb = target.get("tokenizer.ggml.model"), draft.get("tokenizer.ggml.model")
+    if ta != tb:
+        problems.append(f"tokenizer {tb!r} vs the target's {ta!r}")
+    if abs(a.n_vocab - b.n_vocab) > 128:
+        problems.append(f"vocabulary of {b.n_vocab} tokens vs the target's {a.n_vocab}")
+    for key in ("tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"):
+        if target.get(key) != draft.get(key):
+            problems.append(f"{key.rsplit('.', 1)[-1]} {draft.get(key)} vs {target.get(key)}")
+    if problems:
+        raise ConfigError(
+            f"{name} cannot draft for this model: " + "; ".join(problems) + ". Pick a smaller model of the same family."
+        )
 
 
 def max_context(

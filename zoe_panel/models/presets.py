@@ -28,6 +28,10 @@ class Preset:
     parallel: int = defaults.PARALLEL
     kv_unified: bool = defaults.KV_UNIFIED
     threads: int = defaults.THREADS
+    ubatch: int = defaults.UBATCH
+    spec_type: str = ""  # speculative decoding: an n-gram mode, or draft-simple with draft_model
+    draft_model: str = ""
+    draft_max: int = 0
     extra_args: tuple[str, ...] = field(default_factory=tuple)
     saved: bool = False  # False: computed default, not stored by the operator
 

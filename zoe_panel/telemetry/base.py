@@ -20,7 +20,8 @@ class Sample:
     gpu_mem_used_bytes: int | None = None  # NVML used, or Jetson NvMap (GPU share of RAM)
     gpu_mem_total_bytes: int | None = None
     gpu_util_pct: float | None = None
-    power_w: float | None = None
+    power_w: float | None = None  # board input (Jetson VDD_IN), or the GPU's board power (NVML)
+    power_cpu_gpu_w: float | None = None  # Jetson: the CPU/GPU rail (VDD_CPU_GPU_CV on Orin)
     temp_c: float | None = None
     emc_pct: float | None = None
     engine_rss_bytes: int | None = None

@@ -115,6 +115,13 @@ def sample_from_jtop(
     loads = [g.get("status", {}).get("load") for g in gpu.values() if isinstance(g, dict)]
     loads = [float(x) for x in loads if x is not None]
     tot = power.get("tot", {}) if isinstance(power, dict) else {}
+    rails = power.get("rail", {}) if isinstance(power, dict) else {}
+    # Orin: one VDD_CPU_GPU_CV rail; Xavier: VDD_CPU and VDD_GPU apart (summed)
+    cpu_gpu = [
+        float(v["power"]) / 1000.0
+        for k, v in rails.items()
+        if isinstance(v, dict) and "power" in v and ("CPU" in k.upper() or "GPU" in k.upper())
+    ]
     temps = [
         float(v["temp"])
         for v in temperature.values()
@@ -128,6 +135,7 @@ def sample_from_jtop(
         gpu_mem_total_bytes=int(ram["tot"]) * KB if "tot" in ram else base.gpu_mem_total_bytes,
         gpu_util_pct=max(loads) if loads else None,
         power_w=float(tot["power"]) / 1000.0 if "power" in tot else None,
+        power_cpu_gpu_w=sum(cpu_gpu) if cpu_gpu else None,
         temp_c=max(temps) if temps else None,
         emc_pct=float(emc["val"]) if emc.get("online") and "val" in emc else None,
     )

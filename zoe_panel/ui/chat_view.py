@@ -146,12 +146,16 @@ def reply(chat: ChatSession, prompt: str | None, params: ChatParams, *, resend: 
             last_draw[0] = now
 
     with st.chat_message("assistant"):
+        window = rt.energy_window()
         try:
             extra = {"model": model} if model else {}
             st.write_stream(chat.stream_text(client, params, on_event=on_event, return_progress=progress_ok, **extra))
         finally:
             last = chat.last_assistant()
             if last is not None and last.stats:
+                from zoe_panel.telemetry.power import power_stats
+
+                last.stats.update(power_stats(window.stop(), last.stats.get("completion_tokens")))
                 rt.history.add_chat_stats(status.run_id, last.stats)  # the run's chat throughput, for History
         live.empty()
         if last is not None and last.error:

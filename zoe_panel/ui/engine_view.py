@@ -56,6 +56,9 @@ def apply_preset(rt: Runtime) -> None:
             "engine-threads": p.threads,
             "engine-flash-attn": p.flash_attn,
             "engine-extra": " ".join(p.extra_args),
+            "engine-spec-mode": SPEC_DRAFT if p.draft_model else (p.spec_type or SPEC_NONE),
+            "engine-draft-model": p.draft_model,
+            "engine-draft-max": p.draft_max,
         }
     )
     state["engine-preset-note"] = (
@@ -78,6 +81,9 @@ def save_preset(rt: Runtime, form: Mapping[str, Any]) -> None:
         parallel=o["parallel"],
         threads=o["threads"],
         extra_args=o["extra_args"],
+        spec_type=o.get("spec_type", ""),
+        draft_model=o.get("draft_model", ""),
+        draft_max=o.get("draft_max", 0),
     )
     rt.presets.save(str(form["engine-model"]), preset)
 
@@ -101,6 +107,7 @@ def spec_overrides(form: Mapping[str, Any]) -> dict[str, Any]:
         out["cache_ram_mib"] = cache_ram
     if "engine-checkpoints" in form:
         out["ctx_checkpoints"] = int(form["engine-checkpoints"])
+    out |= speculative_overrides(form)
     return out | {
         "extra_args": extra,
         "ctx": int(form.get("engine-ctx", defaults.CTX)),
@@ -127,6 +134,61 @@ def split_form(form: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, Any]
     shares = parse_shares(ts, len(rpc) + 1) if ts else None
     free = parse_worker_free(str(form.get("engine-worker-free", "") or "").split(","))
     return rpc, {"shares": shares, "worker_free": free}
+
+
+SPEC_NONE = "off"
+SPEC_DRAFT = "draft model"
+
+
+def speculative_overrides(form: Mapping[str, Any]) -> dict[str, Any]:
+    mode = str(form.get("engine-spec-mode", SPEC_NONE) or SPEC_NONE)
+    if mode == SPEC_NONE:
+        return {"spec_type": "", "draft_model": "", "draft_max": 0}
+    out: dict[str, Any] = {"draft_max": int(form.get("engine-draft-max", 0) or 0)}
+    if mode == SPEC_DRAFT:
+        draft = str(form.get("engine-draft-model", "") or "")
+        if not draft:
+            from zoe_panel.errors import ConfigError
+
+            raise ConfigError("speculative decoding with a draft model: pick the draft model")
+        return out | {"spec_type": "draft-simple", "draft_model": draft}
+    return out | {"spec_type": mode, "draft_model": ""}
+
+
+def speculative_section(rt: Runtime, models: list[str]) -> None:
+    """The Draft section: an n-gram mode this build offers, or a smaller library model whose
+    vocabulary matches the chosen model's."""
+    from zoe_panel.errors import ZoePanelError
+
+    caps = rt.engine_capabilities()
+    ngram = [t for t in caps.spec_types if t.startswith("ngram")] if caps is not None else []
+    has_draft = caps is None or not caps.flags or caps.supports("-md") or caps.supports("--spec-draft-model")
+    modes = [SPEC_NONE, *ngram, *([SPEC_DRAFT] if has_draft else [])]
+    c1, c2, c3 = st.columns(3)
+    mode = c1.selectbox("Speculative decoding", modes, key="engine-spec-mode")
+    c3.number_input("Draft tokens per step (0 = engine default)", 0, 64, 0, key="engine-draft-max")
+    if mode == SPEC_DRAFT:
+        target = st.session_state.get("engine-model")
+        usable = []
+        for name in models:
+            if name == target:
+                continue
+            try:
+                rt.draft_check(str(target), name)
+                usable.append(name)
+            except ZoePanelError:
+                continue
+        c2.selectbox(
+            "Draft model (same vocabulary)",
+            [str(rt.store.resolve(n)) for n in usable],
+            format_func=lambda p: p.rsplit("/", 1)[-1],
+            key="engine-draft-model",
+            help="Only library models whose tokenizer matches the chosen model are listed.",
+        )
+        if not usable:
+            c2.caption("No library model shares this model's vocabulary.")
+    if not ngram and caps is not None and caps.flags:
+        st.caption("This llama-server has no n-gram speculative modes (no --spec-type in its --help).")
 
 
 def start_from_form(rt: Runtime, form: Mapping[str, Any], backend: str | None = None) -> EngineStatus:

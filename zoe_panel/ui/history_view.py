@@ -41,6 +41,9 @@ def _display(row: dict[str, Any]) -> dict[str, Any]:
         "after READY grew (MiB)": mib(row["growth_after_ready_bytes"]),
         "after-READY caps (MiB)": mib(row["after_load_cap_bytes"]),
         "load": row["load_progress_text"],
+        "power mode": row["power_mode"] or "-",
+        "W (gen)": row["mean_power_w"],
+        "tok/J": row["tokens_per_j"],
         "reason": row["reason"],
     }
 

@@ -116,6 +116,13 @@ def render_monitor(rt: Runtime, window_s: float) -> None:
         note = f"source: {sampler.source.name} · {sampler.current_hz():g} Hz · {sampler.stats.samples} samples"
         if sampler.stats.missed:
             note += f" · {sampler.stats.missed} missed"
+        if latest is not None and latest.power_w is not None:
+            rail = f" (CPU/GPU rail {latest.power_cpu_gpu_w:.1f} W)" if latest.power_cpu_gpu_w is not None else ""
+            note += f" · power {latest.power_w:.1f} W{rail}"
+        mode = rt.power_mode()
+        if mode:
+            offered = ", ".join(f"{name} ({i})" for i, name in rt.power_modes())
+            note += f" · power mode {mode}; this board offers {offered} (sudo nvpmodel -m ID)"
         st.caption(note)
         if sampler.stats.last_error and time.time() - sampler.stats.last_error_at < 30:
             st.warning(f"telemetry error (sampling continues): {sampler.stats.last_error}")
