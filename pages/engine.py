@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from zoe_panel.engine import flavors
+from zoe_panel.engine import defaults, flavors
 from zoe_panel.engine.base import CACHE_TYPES, FLASH_ATTN
 from zoe_panel.models.fit import Verdict
 from zoe_panel.runtime import get_runtime
@@ -18,6 +18,7 @@ from zoe_panel.ui.engine_view import (
     speculative_section,
     start_from_form,
     stop_engine,
+    vllm_panel,
 )
 from zoe_panel.ui.widgets import attempt, md
 
@@ -35,6 +36,8 @@ c1, c2, c3 = st.columns(3)
 with c1:
     st.selectbox("Model", [e.name for e in models], key="engine-model", on_change=apply_preset, args=(rt,))
     st.selectbox("Flavour", flavors.names(), key="engine-flavor")
+    if flavors.get(st.session_state["engine-flavor"]).memory_model == "vllm":
+        vllm_panel(rt, st.session_state.get("engine-model"), st.session_state["engine-flavor"])
     if flavors.get(st.session_state["engine-flavor"]).multi_model:
         st.caption("Router mode serves every model of the folder, each with its own preset.")
         st.number_input("Models loaded at once (at most)", 1, 16, 4, key="engine-models-max")
@@ -59,6 +62,8 @@ with st.expander("Advanced"):
     m1, m2 = st.columns(2)
     m1.number_input("Prompt cache MiB (-1 = sized from free memory, 0 = off)", -1, 1 << 20, key="engine-cache-ram")
     m2.number_input("Context checkpoints per slot", 0, 1024, key="engine-checkpoints")
+    if flavors.get(str(st.session_state.get("engine-flavor", defaults.FLAVOR))).memory_model == "vllm":
+        st.number_input("vLLM KV space MiB (reserved up front)", 256, 1 << 22, 1024, step=256, key="engine-kv-space")
     st.text_input("Extra llama-server arguments", key="engine-extra", placeholder="--temp 0.7 --mlock")
 with st.expander("Speculative decoding (draft)", expanded=st.session_state.get("engine-spec-mode", "off") != "off"):
     speculative_section(rt, [e.name for e in models])

@@ -4,7 +4,7 @@ import streamlit as st
 
 from zoe_panel.runtime import get_runtime
 from zoe_panel.ui.boot import guard
-from zoe_panel.ui.sweep_view import sweep_form, sweep_jobs, sweep_results
+from zoe_panel.ui.sweep_view import compare_section, comparisons, sweep_form, sweep_jobs, sweep_results
 
 guard()
 
@@ -24,3 +24,19 @@ def live() -> None:
 
 
 live()
+st.divider()
+if models:
+    compare_section(rt, models)
+
+
+@st.fragment(run_every=5.0)
+def compared() -> None:
+    for job in [j for j in rt.jobs.jobs() if j.kind == "compare"]:
+        if job.active:
+            st.progress(job.progress, text=job.detail)
+        elif job.state == "failed":
+            st.error(job.error)
+    comparisons(rt)
+
+
+compared()

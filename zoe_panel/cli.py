@@ -81,6 +81,7 @@ def cmd_start(rt: Runtime, args: argparse.Namespace) -> int:
         ("flavor", "flavor"),
         ("threads", "threads"),
         ("host", "host"),
+        ("kv_space_mib", "kv_space_mib"),
     ):
         value = getattr(args, opt, None)
         if value is not None:
@@ -493,12 +494,7 @@ def cmd_quantize(rt: Runtime, args: argparse.Namespace) -> int:
         time.sleep(0.2)
     if job.state != "done":
         raise ZoePanelError(job.error or job.state)
-    out = job.result
-    _emit(
-        args,
-        {"output": str(out), "seconds": round(time.monotonic() - t0, 2), "size_bytes": out.stat().st_size},
-        f"\nwrote {out.name} ({out.stat().st_size / 2**20:.1f} MiB) in {time.monotonic() - t0:.1f} s",
-    )
+    _emit_written(args, job.result, t0)
     return 0
 
 
@@ -522,13 +518,16 @@ def cmd_convert(rt: Runtime, args: argparse.Namespace) -> int:
         args.source, outtype=args.outtype, quantize=args.quantize, name=args.name, revision=args.revision
     )
     _follow(job, args)
-    out = job.result
+    _emit_written(args, job.result, t0)
+    return 0
+
+
+def _emit_written(args: argparse.Namespace, out: Path, t0: float) -> None:
     _emit(
         args,
         {"output": str(out), "seconds": round(time.monotonic() - t0, 2), "size_bytes": out.stat().st_size},
         f"\nwrote {out.name} ({out.stat().st_size / 2**20:.1f} MiB) in {time.monotonic() - t0:.1f} s",
     )
-    return 0
 
 
 def _follow(job: Any, args: argparse.Namespace) -> None:
@@ -700,6 +699,54 @@ def cmd_sweep(rt: Runtime, args: argparse.Namespace) -> int:
     return 0 if s.status == "done" else 1
 
 
+# -- vLLM ----------------------------------------------------------------------------------
+@command("vllm")
+def cmd_vllm(rt: Runtime, args: argparse.Namespace) -> int:
+    from zoe_panel.engine import vllm_support
+
+    cache = rt.settings.cache_dir
+    if args.install:
+        print(
+            f"installing {vllm_support.package()} into {vllm_support.venv_dir(cache)} "
+            f"(about {vllm_support.DOWNLOAD_MB} MB to download)",
+            file=sys.stderr,
+        )
+        job = rt.start_vllm_install()
+        _follow(job, args)
+    if args.prepare:
+        job = rt.start_vllm_prepare(args.prepare)
+        _follow(job, args)
+    st = vllm_support.status(cache)
+    data = {"ready": st.ready, "detail": st.detail, "venv": str(vllm_support.venv_dir(cache))}
+    if st.ready:
+        data["size_bytes"] = vllm_support.size_bytes(cache)
+    _emit(args, data, f"vLLM: {st.detail}")
+    return 0 if st.ready else 1
+
+
+@command("compare")
+def cmd_compare(rt: Runtime, args: argparse.Namespace) -> int:
+    from zoe_panel.compare import compare
+
+    rt.start_sampler()  # peak memory during each load comes from the samples
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    out = compare(rt, args.model, engines, ctx=args.ctx, parallel=args.parallel)
+    lines = [f"{args.model} at ctx {args.ctx}:"]
+    for r in out["rows"]:
+        if r.get("outcome") != "ok":
+            lines.append(f"  {r['engine']:<16} {r.get('outcome')}: {r.get('error', '')}")
+            continue
+        lines.append(
+            f"  {r['engine']:<16} READY {r['time_to_ready_s']} s, "
+            f"peak {(r.get('peak_load_bytes') or 0) / 2**30:.2f} GiB, "
+            f"KV {r['kv_bytes_per_token']} B/token, TTFT {r['ttft_ms']} ms, {r['gen_tokens_per_s']} tok/s, "
+            f"{r['parallel']}× {r.get('parallel_tokens_per_s')} tok/s, pass {r['pass_rate']}"
+        )
+    lines.append(out["verdict"])
+    _emit(args, out, "\n".join(lines))
+    return 0 if any(r.get("outcome") == "ok" for r in out["rows"]) else 1
+
+
 # -- metrics -----------------------------------------------------------------------------
 @command("exporter")
 def cmd_exporter(rt: Runtime, args: argparse.Namespace) -> int:
@@ -792,6 +839,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--image", help="engine image for the docker backend")
     s.add_argument("--kv-unified", dest="kv_unified", action=argparse.BooleanOptionalAction, default=None)
     s.add_argument("--wait", type=float, metavar="SECONDS", help="wait until READY; non-zero exit on failure")
+    s.add_argument("--kv-space-mib", type=int, help="vLLM: the KV cache space it reserves (default 1024)")
     _split_options(s)
     s.add_argument("--json", action="store_true")
 
@@ -850,6 +898,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--list", action="store_true")
     s.add_argument("--apply", metavar="ID", help="save a sweep's recommendation (or --config) as the preset")
     s.add_argument("--config", help="with --apply: the configuration (its 'config' text)")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("vllm", help="vLLM as a second engine: install it (own venv), prepare a model's HF folder")
+    s.add_argument("--install", action="store_true", help="install vLLM on demand (about 876 MB)")
+    s.add_argument("--prepare", metavar="MODEL", help="make the Hugging Face folder vLLM serves from a library GGUF")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("compare", help="the same model on several engines, measured side by side")
+    s.add_argument("model")
+    s.add_argument("--engines", default="llama-server,vllm")
+    s.add_argument("--ctx", type=int, default=2048)
+    s.add_argument("--parallel", type=int, default=4, help="requests at once for the parallel measurement")
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("exporter", help="serve Prometheus metrics (memory, engine, chat, llama.cpp's own)")

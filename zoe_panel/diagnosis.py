@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from zoe_panel.engine import flavors
 from zoe_panel.engine.base import EngineSpec, EngineStatus
@@ -92,6 +93,9 @@ def diagnose(
 
     if spec.rpc and any(str(k).startswith("rpc_") for k in kinds):
         return rpc_failure(spec, events, workers)
+    vllm = vllm_failure(spec, fails, kinds)
+    if vllm is not None:
+        return vllm
     if "cuda_driver" in kinds:
         return Diagnosis(
             "cuda_driver",
@@ -168,6 +172,61 @@ def diagnose(
         return illegal_instruction(spec, status.backend, engine_version)
     if status.exit_code not in (None, 0):
         return Diagnosis("exit", f"The engine exited ({status.reason}).", "", ("read the last log lines below",))
+    return None
+
+
+def vllm_failure(spec: EngineSpec, fails: Sequence[LoadEvent], kinds: list[Any]) -> Diagnosis | None:
+    """vLLM's failures at KV allocation: the ones that ended the project's first attempt on a Jetson
+    (PyTorch's caching allocator on unified memory), and those of its CPU build."""
+    kv = f"{spec.kv_space_mib / 1024:.1f} GiB"
+    if "cuda_allocator" in kinds:
+        return Diagnosis(
+            "cuda_allocator",
+            "PyTorch's CUDA caching allocator asserted while vLLM allocated its KV cache "
+            "(NVML_SUCCESS == r, CUDACachingAllocator.cpp).",
+            "On a Jetson the GPU shares the system's memory: the allocator asks NVML about memory NVML cannot "
+            "report there, and vLLM sizes its KV cache as a share of the whole board.",
+            (
+                "ask vLLM for less: a lower --gpu-memory-utilization (0.5 on a 16 GB board) and a shorter "
+                "--max-model-len, so its KV fits beside everything else",
+                "PYTORCH_NO_CUDA_MEMORY_CACHING=1 avoids the assert; what does not fit then fails as a plain "
+                "out-of-memory instead",
+                "or serve the model with llama.cpp (llama-server here): it allocates its KV once, at the size "
+                "the estimate shows before Start",
+            ),
+        )
+    if "alloc_conf" in kinds:
+        return Diagnosis(
+            "alloc_conf",
+            "PYTORCH_CUDA_ALLOC_CONF holds an option this PyTorch does not know.",
+            next((e.text for e in fails if e.detail.get("kind") == "alloc_conf"), ""),
+            ("remove the option (or the variable): each PyTorch release accepts its own keys",),
+        )
+    if "vllm_kv_space" in kinds:
+        return Diagnosis(
+            "vllm_kv_space",
+            f"vLLM could not reserve its KV cache space ({kv}): less memory is available.",
+            next((e.text for e in fails if e.detail.get("kind") == "vllm_kv_space"), ""),
+            ("lower the KV space (Engine page, vLLM KV space; kv_space_mib) to what the estimate says fits",),
+        )
+    if "oom" in kinds and flavors.get(spec.flavor).memory_model == "vllm":
+        return Diagnosis(
+            "oom",
+            "vLLM ran out of memory allocating its KV cache.",
+            next((e.text for e in fails if e.detail.get("kind") == "oom"), ""),
+            (
+                f"reserve less KV ({kv} now): a lower KV space, or on a GPU a lower --gpu-memory-utilization",
+                "a shorter context (--max-model-len) and fewer sequences at once (--max-num-seqs)",
+                "or serve the model with llama.cpp here: its KV is sized exactly before Start",
+            ),
+        )
+    if "vllm_cpu_util" in kinds:
+        return Diagnosis(
+            "vllm_cpu_util",
+            "vLLM's CPU build checked memory against a share of all RAM and refused to start.",
+            "Without VLLM_CPU_KVCACHE_SPACE it treats --gpu-memory-utilization as a share of system memory.",
+            ("set VLLM_CPU_KVCACHE_SPACE (GiB); the panel always does, so this engine was started elsewhere",),
+        )
     return None
 
 

@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS chat_stats (
 );
 CREATE INDEX IF NOT EXISTS chat_run ON chat_stats(run_id);
 CREATE TABLE IF NOT EXISTS suites (name TEXT PRIMARY KEY, json TEXT, updated_at REAL);
+CREATE TABLE IF NOT EXISTS comparisons (t REAL, model TEXT, json TEXT);
 CREATE TABLE IF NOT EXISTS audit (
     t REAL, client TEXT, action TEXT, target TEXT, outcome TEXT, detail TEXT
 );
@@ -288,6 +289,14 @@ class History:
                 stats.get("power_source"),
             ),
         )
+
+    # -- engine comparisons ------------------------------------------------------------------
+    def add_comparison(self, model: str, data: dict[str, Any]) -> None:
+        self._exec("INSERT INTO comparisons VALUES (?, ?, ?)", (time.time(), model, json.dumps(data)))
+
+    def comparisons(self, limit: int = 20) -> list[dict[str, Any]]:
+        rows = self._exec("SELECT json FROM comparisons ORDER BY t DESC LIMIT ?", (limit,)).fetchall()
+        return [json.loads(r["json"]) for r in rows]
 
     def last_chat_stats(self) -> dict[str, Any] | None:
         row = self._exec("SELECT * FROM chat_stats ORDER BY t DESC LIMIT 1").fetchone()

@@ -135,6 +135,12 @@ class MemoryAdvisor:
     ) -> Estimate:
         """``info``: a header read elsewhere (a Hub file, a GGUF outside the library)."""
         info = info or self.store.info(Path(spec.model))
+        from zoe_panel.engine import flavors
+
+        if flavors.get(spec.flavor).memory_model == "vllm":
+            from zoe_panel.models.fit import vllm_estimate
+
+            return vllm_estimate(info, spec, budget or self.budget())
         cal = self.calibration(spec.model_name) if calibrated else {}
         draft = None
         if spec.draft_model:

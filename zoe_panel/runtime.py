@@ -582,6 +582,30 @@ class Runtime:
         # one sweep at a time: each starts and stops the engine
         return self.jobs.submit("sweep", "", work, exclusive_key="the engine")
 
+    # -- vLLM -------------------------------------------------------------------------------------
+    def start_vllm_install(self) -> Job:
+        from zoe_panel.engine import vllm_support
+
+        def work(job: Job) -> Any:
+            return vllm_support.install(self.settings.cache_dir, progress=job.report, cancel=job.cancel).detail
+
+        return self.jobs.submit("install", "", work, exclusive_key="vLLM")
+
+    def start_vllm_prepare(self, model: str) -> Job:
+        """Make the Hugging Face folder vLLM serves from a library GGUF, as a job."""
+        from zoe_panel.engine import vllm_support
+
+        path = self.store.resolve(model)
+
+        def work(job: Job) -> Any:
+            return str(
+                vllm_support.prepare(
+                    self.settings.cache_dir, self.settings.state_dir, path, progress=job.report, cancel=job.cancel
+                )
+            )
+
+        return self.jobs.submit("prepare", "", work, exclusive_key=f"{path.stem}.hf")
+
     # -- speculative decoding -------------------------------------------------------------------
     def engine_capabilities(self) -> Any:
         """What the native llama-server accepts (its --help), or None when there is none here."""

@@ -17,7 +17,7 @@ def test_defaults_and_env(tmp_path: Path) -> None:
     [
         ("ZOE_ENGINE_PORT", "http", "not a valid int"),
         ("ZOE_ENGINE_PORT", "70000", "engine_port"),
-        ("ZOE_FLAVOR", "vllm", "flavor must be one of"),
+        ("ZOE_FLAVOR", "tgi", "flavor must be one of"),
         ("ZOE_RESTORE_ON_BOOT", "maybe", "not a valid bool"),
     ],
 )

@@ -80,6 +80,9 @@ class EngineSpec:
     spec_type: str = ""
     draft_model: str = ""
     draft_max: int = 0
+    # vLLM: the KV cache space it reserves (VLLM_CPU_KVCACHE_SPACE on the CPU; on a GPU the share
+    # of memory, --gpu-memory-utilization, comes from it and the total)
+    kv_space_mib: int = 1024
 
     def __post_init__(self) -> None:
         validate_spec(self)
@@ -165,6 +168,8 @@ def validate_spec(spec: EngineSpec) -> None:
         problems.append(f"speculative type {spec.spec_type!r}: names like ngram-simple or draft-simple")
     if spec.draft_model and spec.spec_type and "draft" not in spec.spec_type:
         problems.append(f"a draft model needs a draft speculative type (draft-simple), not {spec.spec_type!r}")
+    if not 256 <= spec.kv_space_mib <= 1 << 22:
+        problems.append(f"KV space {spec.kv_space_mib} MiB is out of range (256..4194304)")
     if not 0 <= spec.draft_max <= 64:
         problems.append(f"draft tokens {spec.draft_max} is out of range (0..64, 0 = the engine's default)")
     if spec.flavor not in flavors.names():

@@ -156,6 +156,41 @@ _PATTERNS: list[tuple[str, re.Pattern[str], Extractor]] = [
         re.compile(r"Device (\d+): (.+?), compute capability ([\d.]+), VMM: (\w+)"),
         lambda m: (None, f"CUDA{m[1]}", {"name": m[2], "cc": m[3], "vmm": m[4] == "yes"}),
     ),
+    # vLLM (CPU and GPU wordings), for its load view and the KV comparison
+    (
+        "kv_space",
+        re.compile(r"Explicitly set \(([\d.]+)/([\d.]+)\) GiB for KV cache"),
+        lambda m: (int(float(m[1]) * 2**30), "CPU", {"of_gib": float(m[2])}),
+    ),
+    (
+        "kv_space",
+        re.compile(r"Available KV cache memory: ([\d.]+) GiB"),
+        lambda m: (int(float(m[1]) * 2**30), "GPU", {}),
+    ),
+    (
+        "kv_tokens",
+        re.compile(
+            r"KV cache size: ([\d,]+) tokens(?:, Maximum concurrency for ([\d,]+) tokens per request: ([\d.]+)x)?"
+        ),
+        lambda m: (
+            None,
+            "",
+            {
+                "tokens": int(m[1].replace(",", "")),
+                **({"per_request": int(m[2].replace(",", "")), "concurrency": float(m[3])} if m[2] else {}),
+            },
+        ),
+    ),
+    ("weights_loaded", re.compile(r"Loading weights took ([\d.]+) seconds"), lambda m: (None, "", {"s": float(m[1])})),
+    (
+        "weights_loaded",
+        re.compile(r"Model loading took ([\d.]+) GiB"),
+        lambda m: (int(float(m[1]) * 2**30), "", {}),
+    ),
+    ("compile", re.compile(r"torch\.compile takes ([\d.]+) s"), lambda m: (None, "", {"s": float(m[1])})),
+    ("compile", re.compile(r"Graph capturing finished in ([\d.]+) secs"), lambda m: (None, "", {"s": float(m[1])})),
+    ("engine_init", re.compile(r"Initializing a V1 LLM engine|Starting vLLM API server"), lambda m: (None, "", {})),
+    ("loaded", re.compile(r"Application startup complete"), lambda m: (None, "", {})),
     ("warning", re.compile(r"no usable GPU found"), lambda m: (None, "", {"kind": "no_gpu"})),
     ("loaded", re.compile(r"(?:llama_server|main): model loaded"), lambda m: (None, "", {})),
     ("listening", re.compile(r"(?:listening on|Uvicorn running on) (\S+)"), lambda m: (None, "", {"url": m[1]})),
@@ -175,6 +210,11 @@ _FAILURES: list[tuple[str, re.Pattern[str]]] = [
             re.I,
         ),
     ),
+    # vLLM on a Jetson (the seed's failures) and on the CPU
+    ("cuda_allocator", re.compile(r"NVML_SUCCESS == r INTERNAL ASSERT FAILED|CUDACachingAllocator\.cpp")),
+    ("alloc_conf", re.compile(r"Unrecognized allocator option|Unrecognized CachingAllocator option")),
+    ("vllm_kv_space", re.compile(r"on kv cache allocation is less than requested memory for kv \(([\d.]+) GiB\)")),
+    ("vllm_cpu_util", re.compile(r"on startup is less than desired CPU memory utilization")),
     ("vmm", re.compile(r"cuMemAddressReserve|cuMemCreate|cuMemMap|VMM pool.*fail", re.I)),
     ("nvmap", re.compile(r"NvMap\w*.*(?:fail|error|err)|NvRmMem|nvmap.*(?:fail|error)", re.I)),
     (

@@ -184,7 +184,7 @@ class ProcessEngine:
         }
         self._write_meta(meta)
         env = dict(os.environ)
-        env.update(flavor.env(spec))
+        env.update(flavor.env_for(spec, self.settings))
         # The supervisor runs from the state folder; make this very package importable there.
         package_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)

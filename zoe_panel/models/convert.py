@@ -22,7 +22,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zoe_panel import venvs
 from zoe_panel.errors import ZoePanelError
 from zoe_panel.models.library import STAGING, safe_name, space_message, validate_gguf
 from zoe_panel.models.store import ModelStore
@@ -103,7 +103,7 @@ def venv_dir(cache: Path) -> Path:
 
 
 def venv_python(cache: Path) -> Path:
-    return venv_dir(cache) / "bin" / "python"
+    return venvs.venv_python(venv_dir(cache))
 
 
 _PROBE = (
@@ -159,26 +159,17 @@ def install_support(
 
 
 def _pip(py: Path, args: list[str], cancel: threading.Event | None) -> None:
-    proc = subprocess.Popen(
-        [str(py), "-m", "pip", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    watcher = _kill_on_cancel(proc, cancel)
-    out = proc.communicate()[0]
-    watcher.set()
-    if cancel is not None and cancel.is_set():
+    code, out, cancelled = venvs.pip(py, args, cancel)
+    if cancelled:
         raise ConvertError("cancelled")
-    if proc.returncode != 0:
+    if code != 0:
         tail = " ".join(out.strip().splitlines()[-3:])[-600:]
         raise ConvertError(f"pip could not install the conversion support: {tail}")
 
 
 def support_size(cache: Path) -> int:
     """Bytes the conversion support takes on disk."""
-    return sum(p.stat().st_size for p in venv_dir(cache).rglob("*") if p.is_file() and not p.is_symlink())
+    return venvs.size_bytes(venv_dir(cache))
 
 
 # -- preflight ------------------------------------------------------------------------------------
@@ -378,7 +369,7 @@ def _run_converter(
     proc = subprocess.Popen(
         argv, cwd=str(cwd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True
     )
-    watcher = _kill_on_cancel(proc, cancel)
+    watcher = venvs.kill_on_cancel(proc, cancel)
     tail: list[str] = []
     buf = b""
     assert proc.stdout is not None
@@ -407,22 +398,6 @@ def _run_converter(
         raise ConvertError(
             "llama.cpp's converter failed" + (f": {reason[-400:]}" if reason else f" (exit {proc.returncode})")
         )
-
-
-def _kill_on_cancel(proc: subprocess.Popen[Any], cancel: threading.Event | None) -> threading.Event:
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.wait(0.2):
-            if cancel is not None and cancel.is_set():
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-                return
-
-    threading.Thread(target=watch, daemon=True).start()
-    return done
 
 
 def cleanup_fetch(path: Path) -> None:

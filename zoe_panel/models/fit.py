@@ -671,3 +671,51 @@ def max_context(
         else:
             hi = mid - 1
     return lo * 256
+
+
+# -- vLLM ------------------------------------------------------------------------------------------
+# vLLM's own process before any KV: Python, torch, the compiled graphs and the engine core, on the
+# CPU build (measured here with SmolLM2: RSS at READY less the weights and the KV space).
+VLLM_RUNTIME_BYTES = int(2.75 * GIB)
+VLLM_CPU_BLOCK = 128  # tokens per KV block of vLLM's CPU backend; its token count is whole blocks
+VLLM_DTYPE_BYTES = 2  # bf16 weights and KV
+
+
+def vllm_kv_bytes_per_token(shape: ModelShape) -> int:
+    return sum(la.k_row + la.v_row for la in shape.kv_layers) * VLLM_DTYPE_BYTES
+
+
+def vllm_kv_tokens(shape: ModelShape, space_bytes: int, block: int = VLLM_CPU_BLOCK) -> int:
+    """Tokens of KV vLLM fits in ``space_bytes``: whole blocks of ``block`` tokens."""
+    per_token = max(1, vllm_kv_bytes_per_token(shape))
+    return space_bytes // (per_token * block) * block
+
+
+def vllm_estimate(info: GGUFInfo, spec: EngineSpec, budget: MemoryBudget) -> Estimate:
+    """vLLM reserves its KV space up front (VLLM_CPU_KVCACHE_SPACE on the CPU), holds the weights
+    in bf16 (dequantized from the GGUF), and its runtime; nothing grows after READY but requests."""
+    shape = model_shape(info)
+    space = spec.kv_space_mib * MIB
+    tokens = vllm_kv_tokens(shape, space)
+    concurrency = tokens / max(1, spec.ctx)
+    kv = KVCache("vLLM KV space", tokens, len(shape.kv_layers), 1, "bf16", "bf16", space // 2, space - space // 2)
+    notes = (
+        f"vLLM reserves {space / GIB:.1f} GiB of KV up front: {tokens:,} tokens, at most {concurrency:.2f} "
+        f"requests of {spec.ctx:,} tokens at once",
+        "weights in bf16, dequantized from the GGUF (the Hugging Face folder vLLM serves)",
+    )
+    return Estimate(
+        n_ctx=tokens,
+        n_ctx_seq=spec.ctx,
+        weights_bytes=info.parameter_count * VLLM_DTYPE_BYTES,
+        weights_gpu_bytes=0,
+        kv=(kv,),
+        recurrent_bytes=0,
+        compute_bytes=0,
+        output_bytes=0,
+        overhead_bytes=VLLM_RUNTIME_BYTES,
+        budget=budget,
+        notes=notes,
+        compute_committed=True,
+        slots=max(1, spec.parallel),
+    )

@@ -108,6 +108,8 @@ def spec_overrides(form: Mapping[str, Any]) -> dict[str, Any]:
     if "engine-checkpoints" in form:
         out["ctx_checkpoints"] = int(form["engine-checkpoints"])
     out |= speculative_overrides(form)
+    if "engine-kv-space" in form:
+        out["kv_space_mib"] = int(form["engine-kv-space"])
     return out | {
         "extra_args": extra,
         "ctx": int(form.get("engine-ctx", defaults.CTX)),
@@ -153,6 +155,34 @@ def speculative_overrides(form: Mapping[str, Any]) -> dict[str, Any]:
             raise ConfigError("speculative decoding with a draft model: pick the draft model")
         return out | {"spec_type": "draft-simple", "draft_model": draft}
     return out | {"spec_type": mode, "draft_model": ""}
+
+
+def vllm_panel(rt: Runtime, model: str | None, flavor: str) -> None:
+    """vLLM's two prerequisites, each a button and a job: the install (its own venv) and the
+    Hugging Face folder made from the chosen GGUF."""
+    from zoe_panel.engine.flavors.vllm import hf_dir
+    from zoe_panel.engine.vllm_support import DOWNLOAD_MB, package
+    from zoe_panel.ui.widgets import attempt
+
+    ok, detail = flavors.get(flavor).available(rt.settings)
+    with st.container(key="engine-vllm"):
+        for job in [j for j in rt.jobs.jobs() if j.title in ("vLLM",) or j.title.endswith(".hf")]:
+            if job.active:
+                st.progress(job.progress, text=f"{job.kind} {job.title}: {job.detail or 'starting…'}")
+            elif job.state == "failed":
+                st.error(md(job.error, inline=False))
+        busy = any(j.active and (j.title == "vLLM" or j.title.endswith(".hf")) for j in rt.jobs.jobs())
+        if not ok:
+            st.caption(f"vLLM is not installed here. It goes into its own venv: {package()}, about {DOWNLOAD_MB} MB.")
+            if st.button(f"Install vLLM (about {DOWNLOAD_MB} MB)", key="engine-vllm-install", disabled=busy):
+                attempt(rt.start_vllm_install)
+            return
+        if model and not (hf_dir(rt.store.resolve(model)) / "config.json").is_file():
+            st.caption("vLLM serves Hugging Face folders: this GGUF needs one beside it (bf16, made here).")
+            if st.button("Prepare it for vLLM", key="engine-vllm-prepare", disabled=busy):
+                attempt(lambda: rt.start_vllm_prepare(str(model)))
+        else:
+            st.caption(f"vLLM ready: {md(detail)}. Start takes about 2 minutes here (torch compile).")
 
 
 def speculative_section(rt: Runtime, models: list[str]) -> None:

@@ -174,3 +174,61 @@ def sweep_results(rt: Runtime) -> None:
         )
         if st.button("Apply as the model's preset", key="lab-apply"):
             attempt(lambda: apply(rt, s, rec), success=f"Saved as {s.model}'s preset: the Engine page starts from it.")
+
+
+def compare_section(rt: Runtime, models: list[str]) -> None:
+    """Compare engines: the same model on llama-server and vLLM (or any flavours), measured alike."""
+    from zoe_panel.engine import defaults, flavors
+
+    choices = [n for n in flavors.names() if not flavors.get(n).multi_model]
+    # the default engine against every engine of another kind (vLLM)
+    preset = [defaults.FLAVOR, *[n for n in choices if flavors.get(n).memory_model != "llama.cpp"]]
+    with st.form("lab-compare", border=True):
+        st.markdown("**Compare engines**: each one is started, measured the same way, and stopped.")
+        c1, c2, c3 = st.columns(3)
+        model = c1.selectbox("Model", models, key="lab-compare-model")
+        engines = c2.multiselect("Engines", choices, [p for p in preset if p in choices], key="lab-compare-engines")
+        parallel = c3.number_input("Requests at once", 1, 64, 4, key="lab-compare-parallel")
+        go_ = st.form_submit_button("Compare", key="lab-compare-go")
+    if go_:
+        from zoe_panel.compare import compare
+
+        def work(job: Any) -> Any:
+            job.report(0.1, "starting the engines one after another")
+            return compare(rt, str(model), list(engines), parallel=int(parallel))["verdict"]
+
+        attempt(lambda: rt.jobs.submit("compare", "", work, exclusive_key="the engine"), success="Comparison started.")
+
+
+def comparisons(rt: Runtime) -> None:
+    past = rt.history.comparisons(5)
+    if not past:
+        return
+    last = past[0]
+    rows = [r for r in last["rows"]]
+    with st.container(key="lab-compare-table"):
+        st.markdown(f"**Last comparison**: {md(last['model'])}, ctx {last['ctx']}")
+        st.table(
+            [
+                {
+                    "engine": r["engine"],
+                    "outcome": r.get("outcome"),
+                    "READY s": r.get("time_to_ready_s"),
+                    "peak GiB": round((r.get("peak_load_bytes") or 0) / 2**30, 2) or None,
+                    "KV B/token": r.get("kv_bytes_per_token"),
+                    "TTFT ms": _r(r.get("ttft_ms"), 0),
+                    "tok/s": _r(r.get("gen_tokens_per_s")),
+                    f"tok/s × {r.get('parallel', '')}": _r(r.get("parallel_tokens_per_s")),
+                    "pass": r.get("pass_rate"),
+                }
+                for r in rows
+            ]
+        )
+        ok = [r for r in rows if r.get("outcome") == "ok"]
+        if ok:
+            fig = go.Figure()
+            for key, name in (("gen_tokens_per_s", "single stream"), ("parallel_tokens_per_s", "parallel")):
+                fig.add_trace(go.Bar(name=name, x=[r["engine"] for r in ok], y=[r.get(key) or 0 for r in ok]))
+            fig.update_layout(barmode="group", yaxis_title="tok/s", height=300, margin={"t": 20, "b": 10})
+            st.plotly_chart(fig, key="lab-compare-chart", config={"displaylogo": False})
+        st.markdown(md(last["verdict"]))

@@ -45,6 +45,7 @@ class Flavor:
     streams_prompt_progress: bool = False  # return_progress: prompt processing reported while it runs
     multi_model: bool = False  # serves several models, picked by the request's "model" field
     supports_rpc: bool = False  # --rpc host:port,… (a model split over rpc-server workers)
+    memory_model: str = "llama.cpp"  # how the estimate sizes it: llama.cpp's rules, or "vllm"
     ready_markers: tuple[str, ...] = field(default=())
     # what to do when its binary dies with SIGILL (built for instructions this CPU cannot run)
     safe_rebuild: tuple[str, ...] = field(default=())
@@ -99,6 +100,10 @@ class Flavor:
     def env(self, spec: EngineSpec) -> dict[str, str]:
         return {}
 
+    def env_for(self, spec: EngineSpec, settings: Settings) -> dict[str, str]:
+        """The environment with the panel's settings at hand (paths under the state folder)."""
+        return self.env(spec)
+
     def native_command(self, spec: EngineSpec, settings: Settings) -> str:
         """A shell line that runs this spec elsewhere; the key stays a variable reference."""
         raise NotImplementedError
@@ -112,6 +117,7 @@ _BUILTIN = {
     "llama-server": "zoe_panel.engine.flavors.llama_server:FLAVOR",
     "llama-cpp-python": "zoe_panel.engine.flavors.llama_cpp_python:FLAVOR",
     "router": "zoe_panel.engine.flavors.router:FLAVOR",
+    "vllm": "zoe_panel.engine.flavors.vllm:FLAVOR",
 }
 _EXTRA: dict[str, Flavor] = {}
 

@@ -1,0 +1,84 @@
+"""vLLM as an engine kind, without vLLM: its command line and environment, the KV it will fit,
+its log lines (load phases, KV reported) and the diagnosis of recorded failures: the seed's three
+Jetson failures (tests/data/vllm/README.md says where they come from) and the CPU build's two."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from zoe_panel.diagnosis import diagnose
+from zoe_panel.engine import flavors
+from zoe_panel.engine.base import EngineSpec, EngineState, EngineStatus
+from zoe_panel.engine.flavors.vllm import hf_dir, vllm_argv
+from zoe_panel.engine.loadlog import parse_lines
+from zoe_panel.models.fit import vllm_kv_bytes_per_token, vllm_kv_tokens
+from zoe_panel.models.shape import model_shape
+from zoe_panel.settings import Settings
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "vllm"
+
+
+def spec(**kw: object) -> EngineSpec:
+    return EngineSpec(model="/models/SmolLM2.gguf", flavor="vllm", ctx=2048, parallel=4, **kw)  # type: ignore[arg-type]
+
+
+def test_argv_and_environment(tmp_path: Path) -> None:
+    s = spec(kv_space_mib=2048, api_key="k", alias="smol")
+    argv = vllm_argv("/venv/bin/python", s)
+    assert argv[:3] == ["/venv/bin/python", "-m", "vllm.entrypoints.openai.api_server"]
+    assert argv[argv.index("--model") + 1] == str(hf_dir(s.model)) == "/models/SmolLM2.hf"
+    assert argv[argv.index("--max-model-len") + 1] == "2048" and argv[argv.index("--max-num-seqs") + 1] == "4"
+    assert "k" not in argv  # the key travels in the environment
+    env = flavors.get("vllm").env_for(s, Settings(home=tmp_path))
+    assert env["VLLM_CPU_KVCACHE_SPACE"] == "2" and env["VLLM_API_KEY"] == "k"
+    for var in ("VLLM_CACHE_ROOT", "XDG_CACHE_HOME"):
+        assert env[var].startswith(str(tmp_path))  # nothing written to ~/.cache
+    # its sockets go in TMPDIR/<uuid>: a short private folder when the state folder is deep
+    assert len(env["TMPDIR"]) + 37 <= 107 and not env["TMPDIR"].startswith("/tmp/torchinductor")
+
+
+def test_kv_tokens_are_whole_blocks(smollm2: Path) -> None:
+    from zoe_panel.models.gguf_meta import read_gguf
+
+    shape = model_shape(read_gguf(smollm2))
+    per = vllm_kv_bytes_per_token(shape)
+    assert per == 30 * 2 * 3 * 64 * 2  # 30 layers × K and V × 3 KV heads × 64 × bf16
+    tokens = vllm_kv_tokens(shape, 1 << 30)
+    assert tokens % 128 == 0 and tokens <= (1 << 30) // per < tokens + 128
+
+
+def test_load_phases_and_reported_kv() -> None:
+    lines = [
+        "INFO 12-01 [api_server.py] Starting vLLM API server 0 on http://127.0.0.1:8000",
+        "INFO 12-01 [default_loader.py] Loading weights took 0.41 seconds",
+        "INFO 12-01 [backends.py] torch.compile takes 38.52 s in total",
+        "INFO 12-01 [cpu_worker.py] Explicitly set (1.0/18.21) GiB for KV cache on node 0.",
+        "INFO 12-01 [kv_cache_utils.py] CPU KV cache size: 46,592 tokens, Maximum concurrency for 2,048 tokens per request: 22.75x",
+        "INFO:     Application startup complete.",
+    ]
+    events = parse_lines([(float(i), x) for i, x in enumerate(lines)])
+    phases = [e.phase for e in events]
+    assert phases == ["engine_init", "weights_loaded", "compile", "kv_space", "kv_tokens", "loaded"]
+    assert events[3].bytes == 1 << 30
+    assert events[4].detail == {"tokens": 46592, "per_request": 2048, "concurrency": 22.75}
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "words"),
+    [
+        ("jetson-kv-assert.log", "cuda_allocator", "caching allocator"),
+        ("jetson-alloc-conf.log", "alloc_conf", "PYTORCH_CUDA_ALLOC_CONF"),
+        ("jetson-no-caching-oom.log", "oom", "out of memory"),
+        ("cpu-kv-too-big.log", "vllm_kv_space", "could not reserve"),
+        ("cpu-no-kvcache-space.log", "vllm_cpu_util", "share of all RAM"),
+    ],
+)
+def test_recorded_failures_are_explained(name: str, kind: str, words: str) -> None:
+    text = (DATA / name).read_text()
+    events = parse_lines([(0.0, line) for line in text.splitlines()])
+    status = EngineStatus(EngineState.FAILED, spec=spec(), exit_code=1, backend="process")
+    d = diagnose(status, events)
+    assert d is not None and d.kind == kind, (d, [e.detail for e in events if e.is_failure])
+    assert words in d.title + d.detail and d.fixes

@@ -1,0 +1,120 @@
+"""vLLM's OpenAI-compatible server, from its own venv (installed on demand: vllm_support), serving
+the Hugging Face folder the panel made from a library GGUF (``<model>.hf`` beside it).
+
+The spec's model stays the GGUF: its metadata names the model everywhere (History, estimates), and
+the folder is derived from it. On the CPU vLLM reserves ``VLLM_CPU_KVCACHE_SPACE`` GiB for KV up
+front; that space is the spec's ``kv_space_mib``."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from zoe_panel.engine.flavors import Flavor
+
+if TYPE_CHECKING:
+    from zoe_panel.engine.base import EngineSpec
+    from zoe_panel.settings import Settings
+
+
+def hf_dir(model: str | Path) -> Path:
+    """The Hugging Face folder made from a library GGUF, kept beside it."""
+    p = Path(model)
+    return p.with_name(p.stem + ".hf")
+
+
+def kv_space_gib(spec: EngineSpec) -> int:
+    return max(1, round(spec.kv_space_mib / 1024))
+
+
+@dataclass(frozen=True)
+class Vllm(Flavor):
+    def available(self, settings: Settings) -> tuple[bool, str]:
+        from zoe_panel.engine.vllm_support import venv_dir, venv_python
+
+        py = venv_python(settings.cache_dir)
+        if not py.is_file() or not any(venv_dir(settings.cache_dir).glob("lib/python*/site-packages/vllm")):
+            return False, "vLLM is not installed: python -m zoe_panel vllm --install (or the Engine page)"
+        return True, str(py)
+
+    def check_model(self, spec: EngineSpec) -> None:
+        from zoe_panel.errors import ConfigError
+
+        super().check_model(spec)
+        folder = hf_dir(spec.model)
+        if not (folder / "config.json").is_file():
+            raise ConfigError(
+                f"vLLM serves Hugging Face folders, and {folder.name} is not there yet: prepare it from the "
+                f"GGUF (python -m zoe_panel vllm --prepare {Path(spec.model).name}, or Prepare on the Engine page)"
+            )
+
+    def argv(self, spec: EngineSpec, settings: Settings) -> list[str]:
+        from zoe_panel.errors import BinaryNotFound
+
+        ok, detail = self.available(settings)
+        if not ok:
+            raise BinaryNotFound(detail)
+        return vllm_argv(detail, spec)
+
+    def env_for(self, spec: EngineSpec, settings: Settings) -> dict[str, str]:
+        from zoe_panel.engine.vllm_support import private_env
+
+        env = private_env(settings.state_dir)
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(kv_space_gib(spec))  # never left unset: it then fails at start
+        if spec.api_key:
+            env["VLLM_API_KEY"] = spec.api_key
+        if spec.threads:
+            env["OMP_NUM_THREADS"] = str(spec.threads)
+        return env
+
+    def native_command(self, spec: EngineSpec, settings: Settings) -> str:
+        env = f"VLLM_CPU_KVCACHE_SPACE={kv_space_gib(spec)} " + (
+            'VLLM_API_KEY="$ZOE_ENGINE_API_KEY" ' if spec.api_key else ""
+        )
+        return env + shlex.join(vllm_argv("python3", spec))
+
+    def version(self, settings: Settings) -> str:
+        from zoe_panel.engine.vllm_support import venv_dir
+
+        for meta in venv_dir(settings.cache_dir).glob("lib/python*/site-packages/vllm*.dist-info"):
+            return meta.name.removesuffix(".dist-info").replace("_", "-")
+        return ""
+
+
+def vllm_argv(python: str, spec: EngineSpec) -> list[str]:
+    from zoe_panel.engine.vllm_support import SERVER_MODULE
+
+    return [
+        python,
+        "-m",
+        SERVER_MODULE,
+        "--model",
+        str(hf_dir(spec.model)),
+        "--served-model-name",
+        spec.alias or Path(spec.model).stem,
+        "--host",
+        spec.host,
+        "--port",
+        str(spec.port),
+        "--max-model-len",
+        str(spec.ctx),
+        "--max-num-seqs",
+        str(max(1, spec.parallel)),
+        # bf16 compiled is right on the CPU; --enforce-eager with bf16 gave wrong text (REFERENCE §13)
+        "--dtype",
+        "bfloat16",
+    ]
+
+
+FLAVOR = Vllm(
+    name="vllm",
+    label="vLLM (OpenAI-compatible server)",
+    readiness_path="/health",
+    splits_slots=True,
+    grows_after_load=False,
+    memory_model="vllm",
+    ready_markers=("Application startup complete",),
+    safe_rebuild=("where AMX traps, run vLLM with ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 and --dtype float32",),
+)
