@@ -35,6 +35,8 @@ BENCHES = {
     14: "b14_convert",
     15: "b15_rpc",
     16: "b16_lab",
+    17: "b17_panel_cost",
+    18: "b18_monitor_chart",
 }
 
 

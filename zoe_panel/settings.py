@@ -56,6 +56,7 @@ class Settings:
     exporter_host: str = "127.0.0.1"
     exporter_port: int = 9464
     exporter_token: str = ""
+    chat_ui_hz: float = 15.0  # Chat redraws a streamed reply at most this often (0 = every token)
     default_max_tokens: int = 512  # the engine's cap for requests that set no max_tokens (0 = none)
     memory_floor_mib: int = 1024  # memory to keep free: the router's admission, the after-load alarm
     router_budget_mib: int = 0  # memory the router's models may hold together; 0 = available - floor
@@ -169,6 +170,7 @@ def validate(s: Settings) -> Settings:
         (s.session_timeout_s > 0, "session_timeout_s must be > 0 (seconds of inactivity before sign-out)"),
         (s.disk_margin_bytes >= 0, "disk_margin_bytes must be >= 0"),
         (s.upload_max_mb >= 0, "upload_max_mb must be >= 0"),
+        (0 <= s.chat_ui_hz <= 120, "chat_ui_hz must be 0..120 (0 = every token)"),
         (0 <= s.default_max_tokens <= 1_048_576, "default_max_tokens must be 0..1048576 (0 = no cap)"),
         (s.memory_floor_mib >= 0, "memory_floor_mib must be >= 0"),
         (s.router_budget_mib >= 0, "router_budget_mib must be >= 0 (0 = available memory minus the floor)"),

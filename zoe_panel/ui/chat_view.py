@@ -8,7 +8,7 @@ from typing import Any
 import streamlit as st
 
 from zoe_panel.chat import ChatDelta, ChatParams, ChatStream
-from zoe_panel.chat_session import ChatSession, ChatTurn, stats_line
+from zoe_panel.chat_session import ChatSession, ChatTurn, coalesce, stats_line
 from zoe_panel.engine import flavors
 from zoe_panel.engine.base import EngineState
 from zoe_panel.engine.metrics import engine_load
@@ -149,7 +149,9 @@ def reply(chat: ChatSession, prompt: str | None, params: ChatParams, *, resend: 
         window = rt.energy_window()
         try:
             extra = {"model": model} if model else {}
-            st.write_stream(chat.stream_text(client, params, on_event=on_event, return_progress=progress_ok, **extra))
+            text = chat.stream_text(client, params, on_event=on_event, return_progress=progress_ok, **extra)
+            # a bounded redraw rate: the panel and the browser re-render the whole reply on each piece
+            st.write_stream(coalesce(text, rt.settings.chat_ui_hz))
         finally:
             last = chat.last_assistant()
             if last is not None and last.stats:

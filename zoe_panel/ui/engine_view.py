@@ -300,6 +300,9 @@ def split_truth(rt: Runtime) -> None:
     if got is None:
         return
     _plan, rows = got
+    if not any(r["reported_weights_bytes"] for r in rows):
+        st.caption("Split: waiting for llama.cpp's buffer lines to compare with the prediction.")
+        return
 
     def cell(r: dict[str, Any], key: str) -> str:
         have = r[f"reported_{key}"]
