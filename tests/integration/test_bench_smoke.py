@@ -11,6 +11,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.timeout(1200)  # 18 benchmarks, one smoke pass each: about 5 minutes here
 def test_every_benchmark_runs_and_prints_its_table(tmp_path: Path) -> None:
     out = tmp_path / "bench.md"
     done = subprocess.run(
