@@ -24,9 +24,9 @@ from zoe_panel.models.demo import SMOLLM2
 PROMPT = "Write a long story about a lighthouse keeper and a storm, with many details."
 
 
-def tree_cpu(proc: psutil.Process) -> float:
+def cpu_seconds(procs: list[psutil.Process]) -> float:
     total = 0.0
-    for p in [proc, *proc.children(recursive=True)]:
+    for p in procs:
         try:
             t = p.cpu_times()
             total += t.user + t.system
@@ -35,16 +35,12 @@ def tree_cpu(proc: psutil.Process) -> float:
     return total
 
 
+def tree_cpu(proc: psutil.Process) -> float:
+    return cpu_seconds([proc, *proc.children(recursive=True)])
+
+
 def chromium_cpu() -> float:
-    total = 0.0
-    for p in psutil.process_iter(["name"]):
-        if p.info["name"] and "chrom" in p.info["name"]:
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.Error:
-                pass
-    return total
+    return cpu_seconds([p for p in psutil.process_iter(["name"]) if p.info["name"] and "chrom" in p.info["name"]])
 
 
 def serve(home: Path, engine_port: int, hz: float) -> tuple[subprocess.Popen[bytes], str]:

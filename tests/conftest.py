@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -183,3 +184,22 @@ def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untype
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text("# Fault suite\n\n" + text + "\n")
+
+
+@pytest.fixture
+def vllm_home(settings_with_model: Settings, zoe_home: Path) -> Path:
+    """A home with SmolLM2, where the test set-up's vLLM (under the shared cache) is ready."""
+    from zoe_panel.engine.vllm_support import status
+
+    sup = status(CACHE)
+    require(sup.ready, f"vLLM: {sup.detail}")
+    return zoe_home
+
+
+def zoe_cli(home: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """``python -m zoe_panel ARGS`` with ZOE_HOME=home, from the repository root."""
+    env = {**os.environ, "ZOE_HOME": str(home)}
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run(
+        [sys.executable, "-m", "zoe_panel", *args], env=env, cwd=root, capture_output=True, text=True, timeout=timeout
+    )

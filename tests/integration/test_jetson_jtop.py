@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,7 +103,6 @@ def test_without_the_service_auto_falls_back_to_host_with_a_note() -> None:
     assert source.name == "host"
     assert any(n.startswith("jetson:") and "jtop" in n for n in notes)
     assert any(n.startswith("nvml:") for n in notes) or source.name == "host"
-    time.sleep(0)
 
 
 def test_a_reply_on_the_simulated_orin_gets_its_power_and_tokens_per_joule(

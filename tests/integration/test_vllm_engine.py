@@ -8,34 +8,18 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import CACHE, engine_runtime, require
+from conftest import engine_runtime
+from conftest import zoe_cli as cli
 
 from zoe_panel.engine.flavors.vllm import hf_dir
-from zoe_panel.engine.vllm_support import status
 from zoe_panel.models.demo import SMOLLM2
-from zoe_panel.settings import Settings, load_settings
+from zoe_panel.settings import load_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def vllm_home(settings_with_model: Settings, zoe_home: Path) -> Path:
-    sup = status(CACHE)
-    require(sup.ready, f"vLLM: {sup.detail}")
-    return zoe_home
-
-
-def cli(home: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ZOE_HOME": str(home)}
-    return subprocess.run(
-        [sys.executable, "-m", "zoe_panel", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout
-    )
 
 
 def test_compare_llama_server_and_vllm(vllm_home: Path) -> None:
