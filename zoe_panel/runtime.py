@@ -139,8 +139,14 @@ class Runtime:
     def power_mode(self) -> str:
         """The board's power mode: the nvpmodel mode on a Jetson (with jetson_clocks when jtop says),
         '' elsewhere."""
+        import time
+
         from zoe_panel.l4t import power_mode
 
+        # the Monitor asks every second; the mode changes only by hand: read files at most every 10 s
+        cached = getattr(self, "_power_mode", None)
+        if cached is not None and time.monotonic() - cached[0] < 10.0:
+            return str(cached[1])
         mode = power_mode(self.settings.nvpmodel_conf, self.settings.nvpmodel_status)
         extras = getattr(self.sampler.source if self.sampler else None, "extras", None)
         if mode and callable(extras):
@@ -150,6 +156,7 @@ class Runtime:
                 clocks = ""
             if clocks:
                 mode += f" (jetson_clocks {clocks})"
+        self._power_mode = (time.monotonic(), mode)
         return mode
 
     def power_modes(self) -> list[tuple[int, str]]:
