@@ -202,8 +202,10 @@ def test_load_eight_streams_and_a_10hz_sampler(rt: Runtime, browser, zoe_home: P
         for w in workers:
             w.start()
         loads = []
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
+        # The window is a minimum: on a busy 2-core runner one Monitor load under 8 streams can take
+        # 5 s or more, so keep loading until there are 3 measurements too (bounded, so a hung page fails).
+        start = time.monotonic()
+        while time.monotonic() < start + seconds or (len(loads) < 3 and time.monotonic() < start + seconds + 90):
             t = time.monotonic()
             page.goto(url + "/monitor")
             page.locator(".st-key-monitor-chart .js-plotly-plot").first.wait_for()
@@ -213,11 +215,10 @@ def test_load_eight_streams_and_a_10hz_sampler(rt: Runtime, browser, zoe_home: P
             w.join(60)
         rss1 = proc.memory_info().rss
     ok = len(loads) >= 3 and not errors and len(per_worker) == 8  # every stream finished at least once
-    report(
-        f"load: 8 concurrent chat streams for {seconds} s + 10 Hz sampler",
-        "panel stays responsive (page load time measured); RSS growth reported",
+    expected = "panel stays responsive (page load time measured); RSS growth reported"
+    observed = (
         f"{done[0]} streams done, {len(errors)} errors; Monitor page load median {statistics.median(loads):.2f} s, "
-        f"max {max(loads):.2f} s over {len(loads)} loads; panel RSS {rss0 / 2**20:.0f} → {rss1 / 2**20:.0f} MiB",
-        ok,
+        f"max {max(loads):.2f} s over {len(loads)} loads; panel RSS {rss0 / 2**20:.0f} → {rss1 / 2**20:.0f} MiB"
     )
-    assert ok
+    report(f"load: 8 concurrent chat streams for {seconds} s + 10 Hz sampler", expected, observed, ok)
+    assert ok, f"{observed}; errors: {errors[:3]}; streams per worker: {sorted(per_worker.values())}"
