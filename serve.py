@@ -10,11 +10,18 @@ uvicorn's trust of X-Forwarded-For from loopback peers). What this adds to Strea
 
 import logging
 import os
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import streamlit as st
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from zoe_panel.errors import ConfigError
+from zoe_panel.runtime import WARM, warm_up
 from zoe_panel.settings import load_settings
 from zoe_panel.web.middleware import ClientAddress, UploadGuard
 from zoe_panel.web.upload import routes
@@ -31,9 +38,25 @@ try:
     _trusted = load_settings().trusted_proxies
 except ConfigError:
     _trusted = ""  # a damaged settings file: app.py shows why; trust no proxy meanwhile
+
+
+async def ready(_request: Request) -> JSONResponse:
+    """200 once the panel has warmed up (runtime built, page modules imported, library read), 503
+    before: for a service manager's readiness check, and for tests that measure the panel at rest."""
+    return JSONResponse({"warm": WARM.is_set()}, status_code=200 if WARM.is_set() else 503)
+
+
+@asynccontextmanager
+async def lifespan(_app: st.App) -> AsyncIterator[None]:
+    # in a thread: the server answers at once, and a first visitor finds the work done or under way
+    threading.Thread(target=warm_up, name="zoe-warm-up", daemon=True).start()
+    yield
+
+
 app = st.App(
     "app.py",
-    routes=routes(),
+    lifespan=lifespan,
+    routes=[*routes(), Route("/zoe/ready", ready)],
     middleware=[
         Middleware(ClientAddress, trusted_proxies=_trusted),
         Middleware(UploadGuard, max_bytes=SMALL_UPLOAD_MIB * 2**20),

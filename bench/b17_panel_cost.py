@@ -7,59 +7,16 @@ speed (its timings), against the plain client's."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import httpx
 import psutil
-from common import ROOT, Table, free_port, median, scratch_runtime
+from common import Table, chromium, chromium_cpu, median, scratch_runtime, serve_panel, stop_panel, tree_cpu
 
 from zoe_panel.chat import ChatParams
 from zoe_panel.models.demo import SMOLLM2
 
 PROMPT = "Write a long story about a lighthouse keeper and a storm, with many details."
-
-
-def cpu_seconds(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            pass
-    return total
-
-
-def tree_cpu(proc: psutil.Process) -> float:
-    return cpu_seconds([proc, *proc.children(recursive=True)])
-
-
-def chromium_cpu() -> float:
-    return cpu_seconds([p for p in psutil.process_iter(["name"]) if p.info["name"] and "chrom" in p.info["name"]])
-
-
-def serve(home: Path, engine_port: int, hz: float) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {**os.environ, "ZOE_HOME": str(home), "ZOE_ENGINE_PORT": str(engine_port), "ZOE_EXPORTER_PORT": "0"}
-    env["ZOE_CHAT_UI_HZ"] = str(hz)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "zoe_panel.web", "--server.port", str(port), "--server.headless", "true"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(url + "/_stcore/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("the panel did not come up")
 
 
 def one_reply(page, rt, n: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
@@ -101,10 +58,10 @@ def main(smoke: bool = False) -> Table:
         t.add("plain client (baseline)", None, None, round(base, 1), 1.0)
         home = Path(rt.settings.home)
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
+            browser = chromium(pw)
             try:
                 for label, hz in (("Chat, a redraw per token (before)", 0.0), ("Chat, 15 redraws/s (now)", 15.0)):
-                    proc, url = serve(home, rt.settings.engine_port, hz)
+                    proc, url = serve_panel(home, rt.settings.engine_port, ZOE_CHAT_UI_HZ=str(hz))
                     try:
                         page = browser.new_page()
                         page.set_default_timeout(120_000)
@@ -124,8 +81,7 @@ def main(smoke: bool = False) -> Table:
                         t.add(label, round(median(cpu), 1), round(median(chrome), 1), round(median(rates), 1),
                               round(median(rates) / base, 3))  # fmt: skip
                     finally:
-                        os.killpg(proc.pid, signal.SIGTERM)
-                        proc.wait(10)
+                        stop_panel(proc)
             finally:
                 browser.close()
         t.notes.append(

@@ -114,3 +114,69 @@ def machine() -> str:
 
 def run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, check=False, **kw)
+
+
+# -- a real panel process and a real browser (benches 17, 19, 20) -----------------------------------
+def cpu_seconds(procs: list[Any]) -> float:
+    """User + system CPU seconds of these psutil processes (the ones gone meanwhile count 0)."""
+    import psutil
+
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def tree_cpu(proc: Any) -> float:
+    return cpu_seconds([proc, *proc.children(recursive=True)])
+
+
+def chromium_cpu() -> float:
+    import psutil
+
+    return cpu_seconds([p for p in psutil.process_iter(["name"]) if p.info["name"] and "chrom" in p.info["name"]])
+
+
+def serve_panel(home: Path, engine_port: int, **env: str) -> tuple[subprocess.Popen[bytes], str]:
+    """The panel (Streamlit) on a free port over this home; its own session, so killpg stops it all."""
+    import httpx
+
+    port = free_port()
+    full = {**os.environ, "ZOE_HOME": str(home), "ZOE_ENGINE_PORT": str(engine_port), "ZOE_EXPORTER_PORT": "0", **env}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zoe_panel.web", "--server.port", str(port), "--server.headless", "true"],
+        cwd=ROOT, env=full, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            # warmed up (/zoe/ready 200); a panel from before that route answers 404: up is enough
+            if httpx.get(url + "/zoe/ready", timeout=1).status_code in (200, 404):
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("the panel did not come up")
+
+
+def stop_panel(proc: subprocess.Popen[bytes]) -> None:
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def chromium(pw: Any) -> Any:
+    return pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])

@@ -37,6 +37,8 @@ BENCHES = {
     16: "b16_lab",
     17: "b17_panel_cost",
     18: "b18_monitor_chart",
+    19: "b19_first_paint",
+    20: "b20_idle",
 }
 
 

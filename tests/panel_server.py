@@ -65,7 +65,8 @@ def _wait_up(proc: subprocess.Popen[bytes], port: int, log_path: Path) -> str:
     deadline = time.monotonic() + 60
     while True:
         try:
-            if httpx.get(url + "/_stcore/health", timeout=1).status_code == 200:
+            # up, and warmed up (runtime, imports, library): tests measure the panel at rest
+            if httpx.get(url + "/zoe/ready", timeout=1).status_code == 200:
                 return url
         except httpx.HTTPError:
             pass

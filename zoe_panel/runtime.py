@@ -255,7 +255,7 @@ class Runtime:
         return self.engine.start(spec, backend=status.backend, client=client)
 
     def _on_engine_event(self, event: str, status: EngineStatus) -> None:
-        if event == "start" and self.sampler is not None:
+        if event in ("start", "load") and self.sampler is not None:
             self.sampler.boost(30.0)
         self.desired.remember(event, status)
         self.recorder.observe(status, self.ring.latest())
@@ -819,6 +819,31 @@ def get_runtime() -> Runtime:
             _runtime.start_background()
             _runtime.start_exporter()
         return _runtime
+
+
+WARM = threading.Event()  # set when warm_up() has finished (GET /zoe/ready answers 200 from then on)
+
+
+def warm_up() -> None:
+    """At server start, before anyone asks: build the runtime (the sampler starts, a lost engine is
+    brought back), import what the pages need (pandas and pyarrow for tables: ~0.7 s), read the
+    library's metadata and estimate the default model. The first visitor then pays none of it.
+    Failures are left for the pages to report (a damaged settings file has its own page)."""
+    import importlib
+
+    try:
+        rt = get_runtime()
+        for module in ("pandas", "pyarrow", "plotly.graph_objects", "zoe_panel.ui.engine_view"):
+            importlib.import_module(module)
+        models = [e for e in rt.store.entries() if e.ok]
+        if models:
+            spec = rt.default_spec(models[0].name)
+            rt.memory.estimate(spec)
+            rt.memory.max_contexts(spec)
+    except Exception as e:  # noqa: BLE001 - a warm-up; the page that needs the part says what is wrong
+        log.info("warm-up stopped early: %s", e)
+    finally:
+        WARM.set()
 
 
 def set_runtime(runtime: Runtime | None) -> None:

@@ -57,8 +57,8 @@ def app() -> AppTest:
 
 
 def frame_with(at: AppTest, column: str):  # type: ignore[no-untyped-def]
-    """The dataframe that has this column (AppTest does not index display dataframes by key)."""
-    return next(d.value for d in at.dataframe if column in d.value.columns)
+    """The dataframe or static table that has this column (AppTest does not index them by key)."""
+    return next(d.value for d in [*at.dataframe, *at.table] if column in d.value.columns)
 
 
 def texts(at: AppTest) -> str:

@@ -95,3 +95,36 @@ def test_predicted_levels_stack_and_a_huge_cap_is_written_not_drawn() -> None:
         predicted=[PredictedPart("weights", 300 * MIB), PredictedPart("after", 100 * MIB)],
     )
     assert len([s for s in small.layout.shapes if s.type == "line"]) == 2
+
+
+def test_the_unvalidated_figures_are_valid_plotly() -> None:
+    """The builders skip plotly's validation for speed; here every property they set goes through it."""
+    import datetime
+
+    import plotly.graph_objects as go
+
+    from zoe_panel.ui.charts import Marker, memory_figure
+
+    evs = gemma_events()
+    samples = [sample(100.0 + t / 10, 100 + t) for t in range(60)]
+    parts = [PredictedPart("weights", 90 * MIB), PredictedPart("KV cache", 40 * MIB)]
+    load = load_figure(samples, evs, started_at=100.0, ended_at=105.0, predicted=parts)
+    checked = go.Figure(load.to_dict())  # raises ValueError on any wrong property
+    rects = [s for s in checked.layout.shapes if s.type == "rect"]
+    assert len(rects) == len(bands(evs, started_at=100.0, ended_at=105.0, failed=False))
+    assert {a.text for a in checked.layout.annotations} >= {"weights", "READY", "+ KV cache: 130 MiB"}
+    assert checked.layout.yaxis.domain == (0.2512, 1.0) and checked.layout.xaxis.matches == "x2"
+    mem = memory_figure(samples, markers=[Marker(101.0, "weights"), Marker(104.0, "READY", "ready")],
+                        predicted_total_bytes=200 * MIB)  # fmt: skip
+    checked = go.Figure(mem.to_dict())
+    assert [t.name for t in checked.data][:2] == ["RAM used", "RAM available"]
+    assert checked.data[-1].x[1] == datetime.datetime.fromtimestamp(104.0)
+    assert len(checked.layout.shapes) == 3 and "predicted engine total" in checked.layout.annotations[0].text
+
+
+def test_the_monitor_redraws_each_second_only_where_it_shows() -> None:
+    from zoe_panel.ui.monitor_view import WINDOWS, refresh_period
+
+    paces = [refresh_period(w, loading=False) for w in WINDOWS.values()]
+    assert paces == [1.0, 2.0, 6.0, 10.0]  # 1 min, 5 min, 15 min, 1 h: ~150 redraws a window, 1..10 s
+    assert all(refresh_period(w, loading=True) == 1.0 for w in WINDOWS.values())  # a load: every second

@@ -80,12 +80,16 @@ class EngineService:
         self._thread_lock = threading.Lock()
         self._cache: _Cached | None = None
         self._cache_lock = threading.Lock()
+        # (run, pid) -> placement note: it is read from the load part of the log, which does not
+        # change after READY, and the Engine page asks for it every second
+        self._placement: tuple[tuple[str | None, int | None], str | None] | None = None
         self._listeners: list[Listener] = []
         self._audit = audit
         self._diagnoser = diagnoser
 
     def add_listener(self, fn: Listener) -> None:
-        """``fn(event, status)`` with event in {'start', 'stop'}; called after the action."""
+        """``fn(event, status)`` with event in {'start', 'stop'} (after the action) or 'load' (a
+        multi-model engine is about to load a model)."""
         self._listeners.append(fn)
 
     def _emit(self, event: str, status: EngineStatus) -> None:
@@ -277,6 +281,7 @@ class EngineService:
             for other in evict:
                 flavor.unload_model(st.spec, st.base_url, other)
                 self.audit("unload", "ok", client=client, target=other, detail=f"to make room for {name}")
+            self._emit("load", st)  # a memory event like a start: the sampler goes fast
             flavor.load_model(st.spec, st.base_url, name)
         except EngineError as e:
             self.audit("load", "refused", client=client, target=name, detail=str(e)[:300])
@@ -308,7 +313,13 @@ class EngineService:
         st = status or self.status()
         if st.state != EngineState.READY or st.spec is None:
             return None
-        return placement_note(st.spec, self.load_events())
+        key = (st.run_id, st.pid)
+        cached = self._placement
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        note = placement_note(st.spec, self.load_events())
+        self._placement = (key, note)
+        return note
 
     def version(self, spec: EngineSpec) -> str:
         """'0.5.0-dev (build 1, 0c1e570), native-noamx (cpu)' for the program or image this spec runs on."""

@@ -19,6 +19,7 @@ from zoe_panel.telemetry.base import Sample, TelemetrySource
 from zoe_panel.telemetry.ring import RingBuffer
 
 log = logging.getLogger(__name__)
+CHILDREN_EVERY_S = 5.0  # how often an idle engine's child processes are looked for again
 
 
 @dataclass
@@ -54,6 +55,8 @@ class Sampler:
         self._thread: threading.Thread | None = None
         self._fast_until = 0.0
         self._proc: psutil.Process | None = None
+        self._children: list[psutil.Process] = []
+        self._children_at = -1e9
 
     def add_listener(self, fn: Callable[[Sample], None]) -> None:
         self._listeners.append(fn)
@@ -116,7 +119,14 @@ class Sampler:
         try:
             if self._proc is None or self._proc.pid != pid:
                 self._proc = psutil.Process(pid)
-            rss = tree_rss(self._proc)
+                self._children_at = -1e9
+            # Finding children reads /proc/*/stat of every process (~2.4 ms here, more on a busy
+            # board): at most every CHILDREN_EVERY_S, and each sample while fast (an engine loading).
+            now = time.monotonic()
+            if self._children_at + CHILDREN_EVERY_S <= now or self.current_hz() > self.hz:
+                self._children = self._proc.children(recursive=True)
+                self._children_at = now
+            rss = int(self._proc.memory_info().rss) + children_rss(self._children)
         except psutil.Error:
             self._proc = None
             return sample
@@ -140,12 +150,16 @@ class Sampler:
 
 def tree_rss(proc: psutil.Process) -> int:
     """RSS of a process and its children: a router's models run in child processes of the engine."""
-    rss = int(proc.memory_info().rss)
-    for child in proc.children(recursive=True):
+    return int(proc.memory_info().rss) + children_rss(proc.children(recursive=True))
+
+
+def children_rss(children: list[psutil.Process]) -> int:
+    rss = 0
+    for child in children:
         try:
             rss += int(child.memory_info().rss)
         except psutil.Error:
-            pass
+            pass  # gone since it was found: nothing to count
     return rss
 
 

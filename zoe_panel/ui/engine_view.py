@@ -196,7 +196,7 @@ def speculative_section(rt: Runtime, models: list[str]) -> None:
     modes = [SPEC_NONE, *ngram, *([SPEC_DRAFT] if has_draft else [])]
     c1, c2, c3 = st.columns(3)
     mode = c1.selectbox("Speculative decoding", modes, key="engine-spec-mode")
-    c3.number_input("Draft tokens per step (0 = engine default)", 0, 64, 0, key="engine-draft-max")
+    c3.number_input("Draft tokens per step (0 = engine default)", 0, 64, key="engine-draft-max")  # value: the preset
     if mode == SPEC_DRAFT:
         target = st.session_state.get("engine-model")
         usable = []
@@ -408,7 +408,10 @@ def estimate_panel(rt: Runtime, form: Mapping[str, Any]) -> str | None:
             rows.append(
                 {"stage": "", "part": "calibration", "bytes": "", "detail": "no measured run of this model yet"}
             )
-        st.dataframe(rows, hide_index=True, key="engine-estimate-table")
+        # a static table: st.dataframe's canvas grid loads its own script (and pandas on the server) first,
+        # which held this page's estimate back by ~0.8 s on a first open
+        with st.container(key="engine-estimate-table"):
+            st.table(rows)
         st.caption("Largest context that fits: " + " · ".join(f"{ct}: {n:,}" for ct, n in best.items()))
         if flavors.get(spec.flavor).grows_after_load:
             st.caption(

@@ -16,6 +16,14 @@ WINDOWS = {"1 min": 60.0, "5 min": 300.0, "15 min": 900.0, "1 h": 3600.0}
 MAX_POINTS = 1500
 
 
+def refresh_period(window_s: float, loading: bool) -> float:
+    """Seconds between Monitor redraws: each second while an engine loads (the moment to watch) or
+    on the 1-minute window; on wider windows a second moves the line by less than a pixel or two,
+    and each redraw costs the browser a full Plotly render on the cores the engine uses: about 150
+    redraws per window, between 1 and 10 s."""
+    return 1.0 if loading else max(1.0, min(10.0, window_s / 150))
+
+
 def router_models(rt: Runtime) -> dict[str, str] | None:
     """For a router engine: which instance (pid) loads which model, from its log."""
     from zoe_panel.engine import flavors
