@@ -26,6 +26,16 @@ from zoe_panel.settings import load_settings
 from zoe_panel.web.middleware import ClientAddress, UploadGuard
 from zoe_panel.web.upload import routes
 
+# Streamlit polls its config.toml files every 0.2 s whatever server.fileWatcherType says (a third of
+# an idle panel's own CPU); every 2 s is plenty for a file edited by hand. A private constant, read on
+# each poll: if a Streamlit release renames it, this line only stops mattering.
+try:
+    import streamlit.watcher.polling_path_watcher as _polling
+
+    _polling._POLLING_PERIOD_SECS = 2.0  # type: ignore[misc]
+except ImportError:
+    pass
+
 SMALL_UPLOAD_MIB = 32  # Streamlit's own uploads (a client script, a prompt file); models use /zoe/upload
 
 if os.environ.get("FORWARDED_ALLOW_IPS") is None:

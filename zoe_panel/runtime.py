@@ -202,7 +202,7 @@ class Runtime:
         return got if got is not None else (None, None)
 
     def _on_sample(self, sample: Sample) -> None:
-        status = self.engine.status(max_age_s=0.2)
+        status = self.engine.background_status()
         self.recorder.observe(status, sample)
         change = self.alarm.observe(
             sample, status, self.settings.memory_floor_mib * MIB, ready_rss_bytes=self.recorder.ready_rss()

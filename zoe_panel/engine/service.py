@@ -135,16 +135,26 @@ class EngineService:
         with self._cache_lock:
             self._cache = None
 
+    def background_status(self) -> EngineStatus:
+        """The status for work in the background (the sampler, the run recorder): at most 0.2 s old
+        while an engine starts (READY is timed from it), 2 s otherwise. Each fresh status of a running
+        engine is an HTTP probe that costs the panel and wakes the engine; at every sample, that was
+        most of an idle panel's own cost."""
+        with self._cache_lock:
+            cached = self._cache
+        starting = cached is None or cached.status.state == EngineState.STARTING
+        return self.status(max_age_s=0.2 if starting else 2.0)
+
     def is_loading(self) -> bool:
-        return self.status(max_age_s=1.0).state == EngineState.STARTING
+        return self.background_status().state == EngineState.STARTING
 
     def engine_pid(self) -> int | None:
         """The engine's host pid (a container's processes are host processes too)."""
-        st = self.status(max_age_s=1.0)
+        st = self.background_status()
         return st.pid if st.state.is_running else None
 
     def logs(self, tail: int = 200) -> list[str]:
-        st = self.status()
+        st = self.background_status()  # only which backend holds the engine: no probe needed for that
         backend = self.backends.get(st.backend) or next(iter(self.backends.values()))
         return backend.logs(tail)
 
