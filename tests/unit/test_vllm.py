@@ -4,6 +4,7 @@ Jetson failures (tests/data/vllm/README.md says where they come from) and the CP
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from zoe_panel.engine import flavors
 from zoe_panel.engine.base import EngineSpec, EngineState, EngineStatus
 from zoe_panel.engine.flavors.vllm import hf_dir, vllm_argv
 from zoe_panel.engine.loadlog import parse_lines
+from zoe_panel.errors import ConfigError
 from zoe_panel.models.fit import vllm_kv_bytes_per_token, vllm_kv_tokens
 from zoe_panel.models.shape import model_shape
 from zoe_panel.settings import Settings
@@ -31,6 +33,18 @@ def test_argv_and_environment(tmp_path: Path) -> None:
     assert argv[argv.index("--model") + 1] == str(hf_dir(s.model)) == "/models/SmolLM2.hf"
     assert argv[argv.index("--max-model-len") + 1] == "2048" and argv[argv.index("--max-num-seqs") + 1] == "4"
     assert "k" not in argv  # the key travels in the environment
+    # a request without max_tokens stops at the panel's cap, as on llama-server (-n)
+    cap = json.loads(argv[argv.index("--override-generation-config") + 1])
+    assert cap == {"max_new_tokens": s.n_predict} and s.n_predict > 0
+    assert "--override-generation-config" not in vllm_argv("python", spec(n_predict=0))
+    # the operator's flags come last (their --dtype wins), from vLLM's own allow-list
+    eager = vllm_argv("python", spec(extra_args=("--enforce-eager", "--dtype", "float32")))
+    assert eager[-3:] == ["--enforce-eager", "--dtype", "float32"]
+    with pytest.raises(ConfigError, match="--trust-remote-code"):
+        vllm_argv("python", spec(extra_args=("--trust-remote-code",)))
+    with pytest.raises(ConfigError, match="--mlock"):  # a llama-server flag means nothing to vLLM
+        flavors.get("vllm").check_extra(["--mlock"])
+    assert flavors.get("llama-server").check_extra(["--mlock"]) == ("--mlock",)
     env = flavors.get("vllm").env_for(s, Settings(home=tmp_path))
     assert env["VLLM_CPU_KVCACHE_SPACE"] == "2" and env["VLLM_API_KEY"] == "k"
     for var in ("VLLM_CACHE_ROOT", "XDG_CACHE_HOME"):

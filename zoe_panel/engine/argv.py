@@ -8,6 +8,7 @@ follow the binary's capabilities, read once from its ``--help``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -196,8 +197,10 @@ class Capabilities:
                 )
 
 
-def check_extra_args(args: tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    """Validate operator-supplied extra flags against the allow-list; return them as a tuple."""
+def check_extra_args(args: tuple[str, ...] | list[str], allowed: Mapping[str, int] | None = None) -> tuple[str, ...]:
+    """Validate operator-supplied extra flags against the allow-list (flag -> number of values;
+    llama-server's unless another engine's is given); return them as a tuple."""
+    allowed = EXTRA_FLAGS if allowed is None else allowed
     out: list[str] = []
     i = 0
     args = list(args)
@@ -208,10 +211,10 @@ def check_extra_args(args: tuple[str, ...] | list[str]) -> tuple[str, ...]:
             values = [value]
             i += 1
         else:
-            n = EXTRA_FLAGS.get(flag, -1)
+            n = allowed.get(flag, -1)
             values = args[i + 1 : i + 1 + max(n, 0)]
             i += 1 + max(n, 0)
-        arity = EXTRA_FLAGS.get(flag)
+        arity = allowed.get(flag)
         if arity is None:
             raise ConfigError(
                 f"extra argument {flag!r} is not allowed; the panel sets model, context, host, port, "

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -56,14 +57,22 @@ def measure_engine(base_url: str, api_key: str, cap: int) -> EngineFacts:
         pass
     speed = 0.0
     try:
+        t0 = time.monotonic()
         r = httpx.post(
             base_url + "/v1/chat/completions",
             json={"messages": [{"role": "user", "content": "Count to twenty."}], "max_tokens": 32, "temperature": 0},
             headers=headers,
             timeout=120,
         )
-        speed = float((r.json().get("timings") or {}).get("predicted_per_second") or 0.0)
-    except (httpx.HTTPError, ValueError):
+        wall = time.monotonic() - t0
+        body = r.json()
+        speed = float((body.get("timings") or {}).get("predicted_per_second") or 0.0)
+        if not speed:
+            # an engine without llama.cpp's timings (vLLM): tokens over the whole request, prompt
+            # included, a little under the decode speed, which keeps the timeout advice on the safe side
+            tokens = int((body.get("usage") or {}).get("completion_tokens") or 0)
+            speed = tokens / wall if tokens and wall > 0 else 0.0
+    except (httpx.HTTPError, ValueError, TypeError):
         pass
     return EngineFacts(base_url, api_key, served, speed, cap)
 

@@ -92,13 +92,12 @@ def spec_overrides(form: Mapping[str, Any]) -> dict[str, Any]:
     """Widget values (by key) -> EngineSpec fields."""
     import shlex
 
-    from zoe_panel.engine.argv import check_extra_args
     from zoe_panel.errors import ConfigError
 
     flavor = str(form.get("engine-flavor", defaults.FLAVOR))
     cache = str(form.get("engine-cache-type", defaults.CACHE_TYPE))
     try:
-        extra = check_extra_args(shlex.split(str(form.get("engine-extra", "") or "")))
+        extra = flavors.get(flavor).check_extra(shlex.split(str(form.get("engine-extra", "") or "")))
     except ValueError as e:
         raise ConfigError(f"extra arguments: {e}") from None
     out: dict[str, Any] = {}

@@ -100,6 +100,12 @@ class Flavor:
     def env(self, spec: EngineSpec) -> dict[str, str]:
         return {}
 
+    def check_extra(self, args: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+        """The operator's extra flags, checked against this engine's allow-list (llama-server's here)."""
+        from zoe_panel.engine.argv import check_extra_args
+
+        return check_extra_args(args)
+
     def env_for(self, spec: EngineSpec, settings: Settings) -> dict[str, str]:
         """The environment with the panel's settings at hand (paths under the state folder)."""
         return self.env(spec)

@@ -7,11 +7,13 @@ front; that space is the spec's ``kv_space_mib``."""
 
 from __future__ import annotations
 
+import json
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from zoe_panel.engine.argv import check_extra_args
 from zoe_panel.engine.flavors import Flavor
 
 if TYPE_CHECKING:
@@ -29,8 +31,33 @@ def kv_space_gib(spec: EngineSpec) -> int:
     return max(1, round(spec.kv_space_mib / 1024))
 
 
+# Extra flags an operator may pass to vLLM (flag -> number of values): memory, precision and
+# scheduling. Model, context, host, port, sequences and the key are the panel's; flags that load
+# code or files (--chat-template, --tokenizer, --trust-remote-code, ...) are refused.
+VLLM_EXTRA_FLAGS: dict[str, int] = {
+    "--enforce-eager": 0,
+    "--dtype": 1,
+    "--quantization": 1,
+    "--kv-cache-dtype": 1,
+    "--gpu-memory-utilization": 1,
+    "--max-num-batched-tokens": 1,
+    "--block-size": 1,
+    "--swap-space": 1,
+    "--cpu-offload-gb": 1,
+    "--seed": 1,
+    "--enable-prefix-caching": 0,
+    "--no-enable-prefix-caching": 0,
+    "--enable-chunked-prefill": 0,
+    "--no-enable-chunked-prefill": 0,
+    "--tensor-parallel-size": 1,
+}
+
+
 @dataclass(frozen=True)
 class Vllm(Flavor):
+    def check_extra(self, args: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+        return check_extra_args(args, VLLM_EXTRA_FLAGS)
+
     def available(self, settings: Settings) -> tuple[bool, str]:
         from zoe_panel.engine.vllm_support import venv_dir, venv_python
 
@@ -105,6 +132,15 @@ def vllm_argv(python: str, spec: EngineSpec) -> list[str]:
         # bf16 compiled is right on the CPU; --enforce-eager with bf16 gave wrong text (REFERENCE §13)
         "--dtype",
         "bfloat16",
+        # the reply cap of a request without max_tokens, as llama-server's -n: vLLM would otherwise
+        # generate up to the end of the context for a careless client
+        *(
+            ["--override-generation-config", json.dumps({"max_new_tokens": spec.n_predict})]
+            if spec.n_predict > 0
+            else []
+        ),
+        # last, so that an operator's --dtype (float32 where AMX traps) wins over the one above
+        *check_extra_args(spec.extra_args, VLLM_EXTRA_FLAGS),
     ]
 
 
