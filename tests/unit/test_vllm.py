@@ -96,3 +96,53 @@ def test_recorded_failures_are_explained(name: str, kind: str, words: str) -> No
     d = diagnose(status, events)
     assert d is not None and d.kind == kind, (d, [e.detail for e in events if e.is_failure])
     assert words in d.title + d.detail and d.fixes
+
+
+def test_gpu_wordings_of_the_kv_lines() -> None:
+    """vLLM's GPU log lines (V1's strings in vllm/v1/worker/gpu_worker.py and kv_cache_utils.py, V0's
+    block count of the older Jetson images): the KV bytes and tokens the prediction is compared with."""
+    lines = [
+        "INFO 12-01 [gpu_worker.py] Available KV cache memory: 10.52 GiB",
+        "INFO 12-01 [kv_cache_utils.py] GPU KV cache size: 344,688 tokens, Maximum concurrency for 4,096 "
+        "tokens per request: 84.15x",
+        "INFO 12-01 [executor_base.py] # cuda blocks: 2154, # CPU blocks: 512",
+    ]
+    space, v1, v0 = parse_lines([(float(i), x) for i, x in enumerate(lines)])
+    assert space.phase == "kv_space" and space.bytes == int(10.52 * 2**30) and space.device == "GPU"
+    assert v1.detail == {"tokens": 344688, "per_request": 4096, "concurrency": 84.15}
+    assert v0.phase == "kv_tokens" and v0.detail == {"tokens": 2154 * 16, "blocks": 2154}
+
+
+def test_gpu_kv_budget_is_what_vllm_leaves_for_it(smollm2: Path) -> None:
+    """On a GPU vLLM's KV is utilization × total − weights − activation peak − non-torch − graphs."""
+    from dataclasses import replace
+
+    from zoe_panel.models.fit import GIB, MemoryBudget, Verdict, vllm_estimate, vllm_gpu_plan
+    from zoe_panel.models.gguf_meta import read_gguf
+
+    info = read_gguf(smollm2)
+    shape = model_shape(info)
+    gpu = MemoryBudget("discrete", 30 * GIB, gpu_free_bytes=15 * GIB, gpu_total_bytes=16 * GIB)
+    plan = vllm_gpu_plan(shape, info.parameter_count, spec(), gpu)
+    assert plan.requested_bytes == int(0.9 * 16 * GIB) and plan.weights_bytes == info.parameter_count * 2
+    assert plan.kv_bytes == plan.requested_bytes - plan.weights_bytes - plan.activation_bytes - 2 * (GIB // 2)
+    est = vllm_estimate(info, spec(), gpu)
+    assert est.n_ctx % 16 == 0 and est.n_ctx == vllm_kv_tokens(shape, plan.kv_bytes, 16) > 100_000
+    assert plan.start_refusal() is None and est.verdict != Verdict.WONT_FIT
+    assert est.to_json()["kv_bytes"] > 0  # History keeps it as any other estimate
+    assert "0.90 × 16.0 GiB" in est.notes[0]
+    # eager: no CUDA graphs, so half a GiB more for the KV; a lower utilization, less
+    eager = vllm_gpu_plan(shape, info.parameter_count, spec(extra_args=("--enforce-eager",)), gpu)
+    assert eager.kv_bytes - plan.kv_bytes == GIB // 2
+    half = vllm_gpu_plan(shape, info.parameter_count, spec(extra_args=("--gpu-memory-utilization", "0.5")), gpu)
+    assert half.requested_bytes == 8 * GIB
+    # an Orin NX 16 GB: 15.3 GiB "total" shared with the system, 11 GiB free: the default 0.9 is refused
+    orin = MemoryBudget("unified", 11 * GIB, gpu_total_bytes=int(15.3 * GIB))
+    refusal = vllm_gpu_plan(shape, info.parameter_count, spec(), orin).start_refusal()
+    assert refusal and "--gpu-memory-utilization 0.70" in refusal
+    on_orin = vllm_estimate(info, spec(), orin)
+    assert any("refuse to start" in n for n in on_orin.notes) and on_orin.verdict == Verdict.WONT_FIT
+    # a share too small for one request of the context: refused before Start, as vLLM would at start
+    small = MemoryBudget("discrete", 30 * GIB, gpu_free_bytes=15 * GIB, gpu_total_bytes=2 * GIB)
+    tiny = vllm_estimate(info, replace(spec(extra_args=("--gpu-memory-utilization", "0.3")), ctx=8192), small)
+    assert tiny.verdict == Verdict.WONT_FIT and any("No available memory" in n for n in tiny.notes)

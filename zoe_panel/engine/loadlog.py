@@ -181,6 +181,12 @@ _PATTERNS: list[tuple[str, re.Pattern[str], Extractor]] = [
             },
         ),
     ),
+    (
+        # vLLM's V0 engine (the older Jetson images): blocks of 16 tokens (its default --block-size)
+        "kv_tokens",
+        re.compile(r"# (?:GPU|cuda) blocks: ([\d,]+)"),
+        lambda m: (None, "GPU", {"tokens": int(m[1].replace(",", "")) * 16, "blocks": int(m[1].replace(",", ""))}),
+    ),
     ("weights_loaded", re.compile(r"Loading weights took ([\d.]+) seconds"), lambda m: (None, "", {"s": float(m[1])})),
     (
         "weights_loaded",

@@ -691,10 +691,83 @@ def vllm_kv_tokens(shape: ModelShape, space_bytes: int, block: int = VLLM_CPU_BL
     return space_bytes // (per_token * block) * block
 
 
+VLLM_GPU_BLOCK = 16  # tokens per KV block on CUDA (vLLM's default --block-size)
+VLLM_GPU_UTILIZATION = 0.9  # vLLM's default --gpu-memory-utilization
+VLLM_BATCHED_TOKENS = 2048  # tokens of the profiling forward pass (vLLM V1's default max_num_batched_tokens)
+VLLM_NON_TORCH_BYTES = int(0.5 * GIB)  # CUDA context and libraries, outside PyTorch's allocator
+VLLM_GRAPHS_BYTES = int(0.5 * GIB)  # CUDA graphs ("Graph capturing finished ... took N GiB"); 0 when eager
+
+
+def _flag_value(args: tuple[str, ...], flag: str) -> str | None:
+    for i, a in enumerate(args):
+        if a == flag and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith(flag + "="):
+            return a.split("=", 1)[1]
+    return None
+
+
+@dataclass(frozen=True)
+class VllmGpuPlan:
+    """vLLM's KV budget on a GPU, as it computes it at start (gpu_worker: determine_available_memory):
+    utilization × total − weights − activation peak − non-torch memory − CUDA graphs."""
+
+    total_bytes: int
+    utilization: float
+    weights_bytes: int
+    activation_bytes: int
+    non_torch_bytes: int
+    graphs_bytes: int
+    free_bytes: int | None
+
+    @property
+    def requested_bytes(self) -> int:
+        return int(self.total_bytes * self.utilization)
+
+    @property
+    def kv_bytes(self) -> int:
+        held = self.weights_bytes + self.activation_bytes + self.non_torch_bytes + self.graphs_bytes
+        return self.requested_bytes - held
+
+    def start_refusal(self) -> str | None:
+        """vLLM refuses to start when less is free than utilization × total (on a Jetson, "total" is
+        the whole shared memory, of which the system and other programs already hold some)."""
+        if self.free_bytes is not None and self.free_bytes < self.requested_bytes:
+            fits = self.free_bytes / max(1, self.total_bytes)
+            return (
+                f"vLLM will refuse to start: it wants {self.utilization:.2f} × {self.total_bytes / GIB:.1f} GiB = "
+                f"{self.requested_bytes / GIB:.1f} GiB but only {self.free_bytes / GIB:.1f} GiB is free; "
+                f"set --gpu-memory-utilization {max(0.05, fits - 0.02):.2f} or lower"
+            )
+        return None
+
+
+def vllm_gpu_plan(shape: ModelShape, params: int, spec: EngineSpec, budget: MemoryBudget) -> VllmGpuPlan:
+    util = float(_flag_value(spec.extra_args, "--gpu-memory-utilization") or VLLM_GPU_UTILIZATION)
+    batched = int(_flag_value(spec.extra_args, "--max-num-batched-tokens") or VLLM_BATCHED_TOKENS)
+    # the profiling pass: hidden states and MLP intermediates of the batched tokens (bf16), plus
+    # fp32 logits of one token per sequence; a model of the peak, compared with the log after start
+    activation = batched * (4 * shape.n_embd + 2 * shape.n_ff) * VLLM_DTYPE_BYTES
+    activation += max(1, spec.parallel) * shape.n_vocab * 4
+    eager = "--enforce-eager" in spec.extra_args
+    return VllmGpuPlan(
+        total_bytes=budget.gpu_total_bytes or 0,
+        utilization=util,
+        weights_bytes=params * VLLM_DTYPE_BYTES,
+        activation_bytes=activation,
+        non_torch_bytes=VLLM_NON_TORCH_BYTES,
+        graphs_bytes=0 if eager else VLLM_GRAPHS_BYTES,
+        free_bytes=budget.gpu_free_bytes if budget.kind == "discrete" else budget.host_available_bytes,
+    )
+
+
 def vllm_estimate(info: GGUFInfo, spec: EngineSpec, budget: MemoryBudget) -> Estimate:
-    """vLLM reserves its KV space up front (VLLM_CPU_KVCACHE_SPACE on the CPU), holds the weights
-    in bf16 (dequantized from the GGUF), and its runtime; nothing grows after READY but requests."""
+    """vLLM reserves its KV space up front (VLLM_CPU_KVCACHE_SPACE on the CPU; on a GPU what is left
+    of utilization × total), holds the weights in bf16 (dequantized from the GGUF), and its runtime;
+    nothing grows after READY but requests."""
     shape = model_shape(info)
+    if budget.kind in ("unified", "discrete") and budget.gpu_total_bytes:
+        return _vllm_gpu_estimate(info, shape, spec, budget)
     space = spec.kv_space_mib * MIB
     tokens = vllm_kv_tokens(shape, space)
     concurrency = tokens / max(1, spec.ctx)
@@ -716,6 +789,70 @@ def vllm_estimate(info: GGUFInfo, spec: EngineSpec, budget: MemoryBudget) -> Est
         overhead_bytes=VLLM_RUNTIME_BYTES,
         budget=budget,
         notes=notes,
+        compute_committed=True,
+        slots=max(1, spec.parallel),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class VllmGpuEstimate(Estimate):
+    """vLLM on a GPU holds utilization × total once started, whatever its parts. Two limits: that
+    share must be free at start, and within it the KV must hold at least one request of the context."""
+
+    plan: VllmGpuPlan
+    min_kv_bytes: int
+
+    def pools(self) -> list[Pool]:
+        p = self.plan
+        held = p.weights_bytes + p.activation_bytes + p.graphs_bytes + p.non_torch_bytes
+        free = p.free_bytes if p.free_bytes is not None else self.budget.host_available_bytes
+        return [
+            Pool("vLLM's GPU share", held + self.min_kv_bytes, p.requested_bytes),
+            Pool("GPU", p.requested_bytes, free),
+        ]
+
+
+def _vllm_gpu_estimate(info: GGUFInfo, shape: ModelShape, spec: EngineSpec, budget: MemoryBudget) -> Estimate:
+    plan = vllm_gpu_plan(shape, info.parameter_count, spec, budget)
+    space = max(0, plan.kv_bytes)
+    tokens = vllm_kv_tokens(shape, space, VLLM_GPU_BLOCK)
+    concurrency = tokens / max(1, spec.ctx)
+    kv = KVCache("vLLM KV (GPU)", tokens, len(shape.kv_layers), 1, "bf16", "bf16", space // 2, space - space // 2)
+    notes = [
+        f"vLLM's KV on the GPU = {plan.utilization:.2f} × {plan.total_bytes / GIB:.1f} GiB − weights "
+        f"{plan.weights_bytes / GIB:.2f} − activation peak {plan.activation_bytes / GIB:.2f} − non-torch "
+        f"{plan.non_torch_bytes / GIB:.2f} − CUDA graphs {plan.graphs_bytes / GIB:.2f} "
+        f"= {plan.kv_bytes / GIB:.2f} GiB: "
+        f"{tokens:,} tokens, at most {concurrency:.2f} requests of {spec.ctx:,} tokens at once "
+        "(compared with its 'Available KV cache memory' and 'KV cache size' lines after start)",
+    ]
+    if plan.kv_bytes <= 0:
+        notes.append(
+            "no room for the KV cache: vLLM stops with 'No available memory for the cache blocks'; raise "
+            "--gpu-memory-utilization, pass --enforce-eager (no CUDA graphs) or pick a smaller model"
+        )
+    elif tokens < spec.ctx:
+        notes.append(
+            f"the KV holds {tokens:,} tokens, less than one request of --max-model-len {spec.ctx:,}: vLLM refuses "
+            "to start; lower the context or free memory"
+        )
+    refusal = plan.start_refusal()
+    if refusal:
+        notes.append(refusal)
+    return VllmGpuEstimate(
+        plan=plan,
+        min_kv_bytes=spec.ctx * vllm_kv_bytes_per_token(shape),
+        n_ctx=tokens,
+        n_ctx_seq=spec.ctx,
+        weights_bytes=plan.weights_bytes,
+        weights_gpu_bytes=plan.weights_bytes,
+        kv=(kv,),
+        recurrent_bytes=0,
+        compute_bytes=plan.activation_bytes + plan.graphs_bytes,
+        output_bytes=0,
+        overhead_bytes=plan.non_torch_bytes,
+        budget=budget,
+        notes=tuple(notes),
         compute_committed=True,
         slots=max(1, spec.parallel),
     )
