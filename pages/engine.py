@@ -85,7 +85,7 @@ with st.expander("Split over RPC workers", expanded=bool(st.session_state.get("e
 st.caption(st.session_state.get("engine-preset-note", ""))
 
 arch = next((e.info.architecture for e in models if e.name == st.session_state.get("engine-model") and e.info), None)
-backend = backend_panel(rt, arch)
+backend = backend_panel(rt, arch, st.session_state.get("engine-flavor"))
 verdict = estimate_panel(rt, st.session_state)
 anyway = True
 if verdict == Verdict.WONT_FIT:

@@ -34,6 +34,14 @@ IMAGE_TABLE: dict[str, tuple[str, ...]] = {
 }
 
 
+# vLLM images per L4T major.minor, best first. NVIDIA-AI-IOT's builds (vLLM 0.11) replaced
+# jetson-containers' dustynv/vllm, whose last r36.4 build is vLLM 0.8.6 (the seed ran a dustynv one).
+VLLM_IMAGE_TABLE: dict[str, tuple[str, ...]] = {
+    "36.4": ("ghcr.io/nvidia-ai-iot/vllm:latest-jetson-orin", "dustynv/vllm:0.8.6-r36.4-cu128-24.04"),
+}
+VLLM_IMAGE_OTHER = "vllm/vllm-openai:latest"  # vLLM's own image, for a discrete NVIDIA GPU
+
+
 @dataclass(frozen=True)
 class L4T:
     major: int
@@ -72,6 +80,12 @@ def proposed_images(l4t: L4T | None) -> tuple[str, ...]:
     if l4t is None:
         return ()
     return IMAGE_TABLE.get(l4t.key, ())
+
+
+def proposed_vllm_images(l4t: L4T | None) -> tuple[str, ...]:
+    if l4t is None:
+        return (VLLM_IMAGE_OTHER,)
+    return VLLM_IMAGE_TABLE.get(l4t.key, ())
 
 
 def cuda_tuple(version: str) -> tuple[int, int] | None:

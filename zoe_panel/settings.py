@@ -71,6 +71,7 @@ class Settings:
     restart_max: int = 3
     restore_on_boot: bool = True
     docker_image: str = ""  # "" = the table's proposal for this L4T, or the locally built image
+    docker_vllm_image: str = ""  # the vLLM flavour's image; "" = the table's for this L4T, else vllm/vllm-openai
     docker_llama_server: str = defaults.IMAGE_BINARY
     docker_shm_size: str = "8g"
     docker_gpu: str = "auto"  # auto | runtime (--runtime nvidia) | device-requests (--gpus all) | none
@@ -154,6 +155,10 @@ def validate(s: Settings) -> Settings:
         (s.restart_policy in RESTART_POLICIES, "restart_policy must be 'no' or 'on-failure'"),
         (s.docker_gpu in DOCKER_GPU, f"docker_gpu must be one of {', '.join(DOCKER_GPU)}"),
         (_valid_image(s.docker_image), f"docker_image {s.docker_image!r} is not a valid image reference"),
+        (
+            _valid_image(s.docker_vllm_image),
+            f"docker_vllm_image {s.docker_vllm_image!r} is not a valid image reference",
+        ),
         (1 <= s.engine_port <= 65535, "engine_port must be 1..65535"),
         (0.1 <= s.sample_hz <= 50, "sample_hz must be 0.1..50"),
         (1 <= s.sample_hz_loading <= 50, "sample_hz_loading must be 1..50"),

@@ -146,3 +146,41 @@ def test_gpu_kv_budget_is_what_vllm_leaves_for_it(smollm2: Path) -> None:
     small = MemoryBudget("discrete", 30 * GIB, gpu_free_bytes=15 * GIB, gpu_total_bytes=2 * GIB)
     tiny = vllm_estimate(info, replace(spec(extra_args=("--gpu-memory-utilization", "0.3")), ctx=8192), small)
     assert tiny.verdict == Verdict.WONT_FIT and any("No available memory" in n for n in tiny.notes)
+
+
+def test_vllm_in_docker_on_a_jetson(tmp_path: Path) -> None:
+    """On a (simulated) Orin NX with L4T R36.4: the vLLM image matched to it, vLLM's own command with
+    the model folder under /models, the NVIDIA runtime, the key and an offline Hub in the container's
+    environment, no CPU KV variable; the exported command names vLLM's key variable."""
+    import shlex
+
+    from sim_jetson import build_board_files
+
+    from zoe_panel.engine.argv import Capabilities
+    from zoe_panel.engine.docker import DockerEngine
+    from zoe_panel.engine.export import exports
+
+    build_board_files(tmp_path / "etc")
+    models = tmp_path / "models"
+    (models / "SmolLM2.hf").mkdir(parents=True)
+    (models / "SmolLM2.hf" / "config.json").write_text("{}")
+    (models / "SmolLM2.gguf").write_bytes(b"GGUF")
+    settings = Settings(home=tmp_path, tegra_release=tmp_path / "etc" / "nv_tegra_release", docker_gpu="auto")
+    eng = DockerEngine(settings)
+    image = eng.image_ref("vllm")
+    assert image == "ghcr.io/nvidia-ai-iot/vllm:latest-jetson-orin" and eng.image_ref("llama-server") != image
+    s = EngineSpec(model=str(models / "SmolLM2.gguf"), flavor="vllm", ctx=2048, parallel=2, api_key="k-1")
+    kw = eng.run_kwargs(s, "r1", Capabilities(), image)
+    cmd = kw["command"]
+    assert cmd[:3] == ["python3", "-m", "vllm.entrypoints.openai.api_server"]
+    assert cmd[cmd.index("--model") + 1] == "/models/SmolLM2.hf" and kw["runtime"] == "nvidia"
+    assert kw["environment"]["VLLM_API_KEY"] == "k-1" and kw["environment"]["HF_HUB_OFFLINE"] == "1"
+    assert "VLLM_CPU_KVCACHE_SPACE" not in kw["environment"]  # a GPU: the KV is what utilization leaves
+    run = shlex.split(exports(settings, s, eng.target(image))["docker_run"])
+    assert run[run.index("-e") + 1] == "VLLM_API_KEY" and "k-1" not in run
+    # a setting picks another image; an L4T with no known vLLM image says what to set
+    assert DockerEngine(Settings(home=tmp_path, docker_vllm_image="my/vllm:1")).image_ref("vllm") == "my/vllm:1"
+    build_board_files(tmp_path / "old", l4t="R35 (release), REVISION: 4.1")
+    old = DockerEngine(Settings(home=tmp_path, tegra_release=tmp_path / "old" / "nv_tegra_release"))
+    with pytest.raises(ConfigError, match="docker_vllm_image"):
+        old.image_ref("vllm")

@@ -109,11 +109,14 @@ class DockerEngine:
             return ""
         return f"{state['engine_version']} (build {state.get('engine_build')}, image {state.get('image')})"
 
-    def image_ref(self) -> str:
+    def image_ref(self, flavor: str | None = None) -> str:
+        """The image a flavour's engine runs in (the settings' flavour when not named)."""
         if self.settings.docker_image:
-            return self.settings.docker_image
-        proposal = proposed_images(read_l4t(self.settings.tegra_release))
-        return proposal[0] if proposal else LOCAL_IMAGE
+            llama = self.settings.docker_image
+        else:
+            proposal = proposed_images(read_l4t(self.settings.tegra_release))
+            llama = proposal[0] if proposal else LOCAL_IMAGE
+        return flavors.get(flavor or self.settings.flavor).docker_image(self.settings, llama)
 
     def gpu_mode(self) -> str:
         if self.settings.docker_gpu != "auto":
@@ -137,7 +140,7 @@ class DockerEngine:
         except Exception:  # noqa: BLE001 - no NVIDIA driver: nothing to check
             return ""
 
-    def preflight(self, image: str) -> tuple[Capabilities, list[str]]:
+    def preflight(self, image: str, flavor: str | None = None) -> tuple[Capabilities, list[str]]:
         """Checks before a start: image present, CUDA match, runtime present. Returns caps + warnings."""
         info = self.images.inspect(image)
         mismatch = cuda_mismatch(info.cuda_version, self.host_cuda(), image_tag=image)
@@ -151,6 +154,8 @@ class DockerEngine:
                     f"{', '.join(sorted(runtimes)) or 'none'}): install nvidia-container-toolkit "
                     "(JetPack ships it), run 'sudo nvidia-ctk runtime configure --runtime=docker', restart docker"
                 )
+        if not flavors.get(flavor or self.settings.flavor).image_has_llama_server:
+            return Capabilities(), []  # a vLLM image: nothing to ask a llama-server about
         caps = self.images.capabilities(image, self.settings.docker_llama_server)
         return caps, []
 
@@ -185,7 +190,7 @@ class DockerEngine:
             },
             "network_mode": "host",
             "volumes": {str(target.models_root.resolve()): {"bind": MODELS_MOUNT, "mode": "ro"}},
-            "environment": flavor.env(spec),
+            "environment": flavor.container_env(spec, target.gpu),
             "shm_size": self.settings.docker_shm_size,
         }
         if target.gpu == "runtime":
@@ -214,8 +219,8 @@ class DockerEngine:
         if not flavors.get(spec.flavor).runs_in_docker:
             raise EngineError(f"the {spec.flavor} flavour does not run in a container: use the process backend")
         flavors.get(spec.flavor).check_model(spec)
-        image = self.image_ref()
-        caps, _ = self.preflight(image)  # raises DockerUnavailable without the package or daemon
+        image = self.image_ref(spec.flavor)
+        caps, _ = self.preflight(image, spec.flavor)  # raises DockerUnavailable without the package or daemon
         import docker
 
         check_port_free(spec.host, spec.port)

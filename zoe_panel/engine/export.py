@@ -65,7 +65,7 @@ def docker_run_command(spec: EngineSpec, target: ContainerTarget) -> str:
     if target.jtop_socket:
         parts += ["-v", "/run/jtop.sock:/run/jtop.sock"]
     if spec.api_key:
-        parts += ["-e", "LLAMA_API_KEY"]
+        parts += ["-e", flavors.get(spec.flavor).api_key_env]  # its value from the shell's environment
     return shlex.join(parts + [target.image, *target.argv(spec)])
 
 
@@ -94,7 +94,7 @@ def compose_service(spec: EngineSpec, target: ContainerTarget) -> str:
     if target.jtop_socket:
         lines.append("      - /run/jtop.sock:/run/jtop.sock")
     if spec.api_key:
-        lines += ["    environment:", "      LLAMA_API_KEY: ${ZOE_ENGINE_API_KEY}"]
+        lines += ["    environment:", f"      {flavors.get(spec.flavor).api_key_env}: ${{ZOE_ENGINE_API_KEY}}"]
     lines.append("    command:")
     lines += [f"      - {_yaml_str(a)}" for a in target.argv(spec)]
     return "\n".join(lines) + "\n"

@@ -344,7 +344,7 @@ class EngineService:
         from zoe_panel.engine.export import exports
 
         docker = self.docker
-        return exports(self.settings, spec, docker.target(image or docker.image_ref()))
+        return exports(self.settings, spec, docker.target(image or docker.image_ref(spec.flavor)))
 
     @property
     def docker(self) -> DockerEngine:

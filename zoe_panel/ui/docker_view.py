@@ -15,7 +15,7 @@ from zoe_panel.ui.auth_view import audit
 from zoe_panel.ui.widgets import md
 
 
-def backend_panel(rt: Runtime, model_arch: str | None) -> str:
+def backend_panel(rt: Runtime, model_arch: str | None, flavor: str | None = None) -> str:
     """Backend select; for Docker the image, its llama.cpp build, and a pull when it is missing."""
     choice = st.selectbox(
         "Backend",
@@ -29,9 +29,13 @@ def backend_panel(rt: Runtime, model_arch: str | None) -> str:
         st.caption(f"backend: native process ({rt.settings.flavor})" if choice == "auto" else "")
         return backend
     eng = rt.engine.docker
-    image = eng.image_ref()
     try:
-        caps, _ = eng.preflight(image)
+        image = eng.image_ref(flavor)
+    except ZoePanelError as e:  # no image known for this flavour here
+        st.error(md(e, inline=False))
+        return backend
+    try:
+        caps, _ = eng.preflight(image, flavor)
     except ImageMissing as e:
         st.warning(md(e, inline=False))
         if st.button(f"Pull {image}", key="engine-pull"):
@@ -40,9 +44,8 @@ def backend_panel(rt: Runtime, model_arch: str | None) -> str:
     except ZoePanelError as e:
         st.error(md(e, inline=False))
         return backend
-    st.caption(
-        f"Docker image `{image}` · llama.cpp {caps.version or '?'} (build {caps.build or '?'}) · GPU: {eng.gpu_mode()}"
-    )
+    build = f" · llama.cpp {caps.version} (build {caps.build or '?'})" if caps.version else ""
+    st.caption(f"Docker image `{image}`{build} · GPU: {eng.gpu_mode()}")
     note = arch_support_note(model_arch or "", caps.build)
     if note:
         st.warning(note)

@@ -40,6 +40,7 @@ GROUPS = {
     ),
     "Docker / Jetson": (
         "docker_image",
+        "docker_vllm_image",
         "docker_llama_server",
         "docker_shm_size",
         "docker_gpu",

@@ -46,6 +46,8 @@ class Flavor:
     multi_model: bool = False  # serves several models, picked by the request's "model" field
     supports_rpc: bool = False  # --rpc host:port,… (a model split over rpc-server workers)
     memory_model: str = "llama.cpp"  # how the estimate sizes it: llama.cpp's rules, or "vllm"
+    api_key_env: str = "LLAMA_API_KEY"  # the variable the engine reads its API key from
+    image_has_llama_server: bool = True  # its image's llama-server --version/--help are the capabilities
     ready_markers: tuple[str, ...] = field(default=())
     # what to do when its binary dies with SIGILL (built for instructions this CPU cannot run)
     safe_rebuild: tuple[str, ...] = field(default=())
@@ -99,6 +101,14 @@ class Flavor:
 
     def env(self, spec: EngineSpec) -> dict[str, str]:
         return {}
+
+    def docker_image(self, settings: Settings, llama_image: str) -> str:
+        """The image this flavour runs in (``llama_image``: the engine image the settings pick)."""
+        return llama_image
+
+    def container_env(self, spec: EngineSpec, gpu: str) -> dict[str, str]:
+        """The container's environment (``gpu``: runtime | device-requests | none)."""
+        return self.env(spec)
 
     def check_extra(self, args: list[str] | tuple[str, ...]) -> tuple[str, ...]:
         """The operator's extra flags, checked against this engine's allow-list (llama-server's here)."""

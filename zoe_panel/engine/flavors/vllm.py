@@ -17,6 +17,7 @@ from zoe_panel.engine.argv import check_extra_args
 from zoe_panel.engine.flavors import Flavor
 
 if TYPE_CHECKING:
+    from zoe_panel.engine.argv import Capabilities
     from zoe_panel.engine.base import EngineSpec
     from zoe_panel.settings import Settings
 
@@ -96,6 +97,34 @@ class Vllm(Flavor):
             env["OMP_NUM_THREADS"] = str(spec.threads)
         return env
 
+    def docker_image(self, settings: Settings, llama_image: str) -> str:
+        """The vLLM image: the setting, else the one matched to this Jetson's L4T, else vLLM's own."""
+        from zoe_panel.errors import ConfigError
+        from zoe_panel.l4t import proposed_vllm_images, read_l4t
+
+        if settings.docker_vllm_image:
+            return settings.docker_vllm_image
+        l4t = read_l4t(settings.tegra_release)
+        proposal = proposed_vllm_images(l4t)
+        if not proposal:
+            raise ConfigError(
+                f"no vLLM image is known for L4T {l4t.version if l4t else '?'}: set docker_vllm_image (Settings) "
+                "to one built for it (jetson-containers), or run vLLM on the process backend"
+            )
+        return proposal[0]
+
+    def container_argv(self, spec: EngineSpec, binary: str, caps: Capabilities) -> list[str]:
+        # the images carry vLLM in their system Python; the model folder sits beside the GGUF, under /models
+        return vllm_argv("python3", spec)
+
+    def container_env(self, spec: EngineSpec, gpu: str) -> dict[str, str]:
+        env = {"HF_HUB_OFFLINE": "1"}  # the folder is local: never reach for the Hub from the board
+        if gpu == "none":  # vLLM's CPU build: its KV space must always be set
+            env["VLLM_CPU_KVCACHE_SPACE"] = str(kv_space_gib(spec))
+        if spec.api_key:
+            env["VLLM_API_KEY"] = spec.api_key
+        return env
+
     def native_command(self, spec: EngineSpec, settings: Settings) -> str:
         env = f"VLLM_CPU_KVCACHE_SPACE={kv_space_gib(spec)} " + (
             'VLLM_API_KEY="$ZOE_ENGINE_API_KEY" ' if spec.api_key else ""
@@ -151,6 +180,9 @@ FLAVOR = Vllm(
     splits_slots=True,
     grows_after_load=False,
     memory_model="vllm",
+    runs_in_docker=True,
+    api_key_env="VLLM_API_KEY",
+    image_has_llama_server=False,
     ready_markers=("Application startup complete",),
     safe_rebuild=("where AMX traps, run vLLM with ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 and --dtype float32",),
 )
