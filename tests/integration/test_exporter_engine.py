@@ -65,8 +65,9 @@ def test_scrape_while_an_engine_runs(settings_with_model: Settings, zoe_home: Pa
             hardware = {"zoe_gpu_memory_used_bytes", "zoe_power_watts", "zoe_engine_rss_bytes", "zoe_cpu_percent"}
             assert names - set(m) - hardware == set()
             rt.engine.stop()
-            m = wait_for(lambda: (x := _try(url)) and x["zoe_engine_state"] and x, 10, 0.2)
-            assert {labels["state"]: v for labels, v in m["zoe_engine_state"]}["stopped"] == 1.0
+            # the exporter's status may be a quarter of a second old: wait for the scrape that shows the stop
+            m = wait_for(lambda: (x := _try(url)) and _state(x, "stopped") == 1.0 and x, 10, 0.2)
+            assert _state(m, "stopped") == 1.0 and _state(m, "ready") == 0.0
             assert not any(k.startswith("zoe_llamacpp_") for k in m)
         finally:
             proc.terminate()
@@ -78,3 +79,7 @@ def _try(url: str) -> dict[str, list[tuple[dict[str, str], float]]] | None:
         return scrape(url)
     except httpx.HTTPError:
         return None
+
+
+def _state(m: dict[str, list[tuple[dict[str, str], float]]], state: str) -> float | None:
+    return {labels["state"]: v for labels, v in m.get("zoe_engine_state") or []}.get(state)

@@ -58,15 +58,20 @@ def test_compare_llama_server_and_vllm(vllm_home: Path) -> None:
         assert rt.history.comparisons(1)[0]["model"] == SMOLLM2.filename
 
 
-def test_the_panel_clients_work_unchanged_against_vllm(vllm_home: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """The Chat (streamed, stopped mid-reply, measured), the generated provider, the client check and
-    the reply cap of a request without max_tokens, on a vLLM engine: OpenAI-compatible too."""
+@pytest.mark.browser
+def test_vllm_from_the_browser_and_the_panel_clients(vllm_home: Path, browser, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """From the browser: vLLM picked on the Engine page, started with extra flags, READY, its load drawn
+    on the Monitor, a Chat reply measured, stopped. On the same engine, from Python: Stop mid-reply, the
+    reply cap of a request without max_tokens, the generated provider and the client check: vLLM is
+    OpenAI-compatible too, and the panel's clients work unchanged against it."""
     import asyncio
+    import concurrent.futures
     import importlib.util
     import time
-    from dataclasses import replace
 
     import httpx
+    from conftest import free_port
+    from panel_server import panel, pick_option
 
     from zoe_panel.chat import ChatParams
     from zoe_panel.engine.base import EngineState
@@ -75,65 +80,86 @@ def test_the_panel_clients_work_unchanged_against_vllm(vllm_home: Path, tmp_path
 
     prepared = cli(vllm_home, "vllm", "--prepare", SMOLLM2.filename, "--json")
     assert prepared.returncode == 0, prepared.stderr[-1500:]
-    settings = load_settings({**os.environ, "ZOE_HOME": str(vllm_home)})
-    with engine_runtime(settings) as rt:
+    # a reply cap of 64 tokens for requests without max_tokens (the panel's default_max_tokens setting)
+    env = {"ZOE_HOME": str(vllm_home), "ZOE_ENGINE_PORT": os.environ["ZOE_ENGINE_PORT"], "ZOE_DEFAULT_MAX_TOKENS": "64"}
+    settings = load_settings({**os.environ, **env})
+    with panel(free_port(), env) as url, engine_runtime(settings, engine=False) as rt:
+        page = browser.new_page(viewport={"width": 1300, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.goto(url)
+        pick_option(page, "engine-flavor", "vllm")
+        page.locator(".st-key-engine-vllm").get_by_text("vLLM ready").wait_for()
+        page.get_by_text("Advanced").first.click()
         # eager fp32: no torch compile, so it starts in a fraction of the time (bf16 eager gave wrong
         # text on the CPU); the speed does not matter here, and the operator's flags are tried on the way
-        spec = replace(
-            rt.default_spec(SMOLLM2.filename, ctx=2048, parallel=2),
-            flavor="vllm",
-            n_predict=64,
-            extra_args=("--enforce-eager", "--dtype", "float32"),
+        extra = page.locator(".st-key-engine-extra input")
+        extra.fill("--enforce-eager --dtype float32")
+        extra.press("Enter")
+        page.locator(".st-key-engine-estimate").get_by_text("vLLM reserves").wait_for()
+        page.locator(".st-key-engine-start button").first.click()
+        page.locator(".st-key-engine-state").get_by_text("READY").wait_for(timeout=400_000)
+        st = rt.engine.status(max_age_s=0)
+        assert st.state == EngineState.READY and st.spec is not None and st.spec.flavor == "vllm"
+        spec = st.spec
+        assert spec.extra_args == ("--enforce-eager", "--dtype", "float32") and spec.n_predict == 64
+        # drawn: the Monitor's load view of this run
+        page.goto(url + "/monitor")
+        page.locator(".st-key-monitor-load .js-plotly-plot").first.wait_for()
+        # the Chat page: a streamed reply with its measured TTFT and tok/s
+        page.goto(url + "/chat")
+        box = page.locator(".st-key-chat-input textarea")
+        box.fill("Name three colors.")
+        box.press("Enter")
+        page.locator(".st-key-chat-stats").get_by_text("tok/s").wait_for(timeout=120_000)
+        assert "TTFT" in page.locator(".st-key-chat-stats").inner_text()
+        assert page.locator('[data-testid="stChatMessage"]').nth(1).inner_text().strip()
+
+        chat = rt.chat_client()
+        # Stop: leaving the stream closes it, and vLLM drops the request; the next one starts at once
+        stream = chat.stream([{"role": "user", "content": "Write a long story."}], ChatParams(max_tokens=400))
+        for got, _ in enumerate(stream, 1):
+            if got >= 5:
+                break
+        stream.close()
+        t0 = time.monotonic()
+        _, after = chat.complete([{"role": "user", "content": "Hi"}], ChatParams(max_tokens=8))
+        assert after.ttft_ms is not None and time.monotonic() - t0 < 30
+        # a client that sets no max_tokens stops at the panel's cap (--override-generation-config)
+        r = httpx.post(
+            f"{st.base_url}/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": "Count to one thousand, one number per line."}]},
+            headers={"Authorization": f"Bearer {spec.api_key}"},
+            timeout=120,
         )
-        rt.engine.start(spec, backend="process")
-        st = rt.engine.wait(600, on_poll=rt.recording())
-        assert st.state == EngineState.READY, (st.reason, rt.engine.logs(30))
-        try:
-            chat = rt.chat_client()
-            # the Chat page's path: a streamed reply, measured on the client's clock (vLLM sends no timings)
-            text, stats = chat.complete([{"role": "user", "content": "Name three colors."}], ChatParams(max_tokens=24))
-            assert text.strip() and stats.ttft_ms and stats.gen_tokens_per_s and stats.completion_tokens > 1
-            # Stop: leaving the stream closes it, and vLLM drops the request; the next one starts at once
-            stream = chat.stream([{"role": "user", "content": "Write a long story."}], ChatParams(max_tokens=400))
-            for got, _ in enumerate(stream, 1):
-                if got >= 5:
-                    break
-            stream.close()
-            t0 = time.monotonic()
-            _, after = chat.complete([{"role": "user", "content": "Hi"}], ChatParams(max_tokens=8))
-            assert after.ttft_ms is not None and time.monotonic() - t0 < 30
-            # a client that sets no max_tokens stops at the panel's cap (--override-generation-config)
-            headers = {"Authorization": f"Bearer {spec.api_key}"}
-            r = httpx.post(
-                f"{st.base_url}/v1/chat/completions",
-                json={"messages": [{"role": "user", "content": "Count to one thousand, one number per line."}]},
-                headers=headers,
-                timeout=120,
-            )
-            assert r.status_code == 200 and 0 < r.json()["usage"]["completion_tokens"] <= 64, r.text[:300]
-            # the generated provider, and the check of a client, as on llama-server
-            path = tmp_path / "llamacpp_provider.py"
-            path.write_text(provider_source(rt))
-            monkeypatch.setenv("ZOE_LLM_API_KEY", spec.api_key)
-            mod_spec = importlib.util.spec_from_file_location("generated_provider_vllm", path)
-            module = importlib.util.module_from_spec(mod_spec)  # type: ignore[arg-type]
-            mod_spec.loader.exec_module(module)  # type: ignore[union-attr]
+        assert r.status_code == 200 and 0 < r.json()["usage"]["completion_tokens"] <= 64, r.text[:300]
+        # the generated provider, and the check of a client, as on llama-server
+        path = tmp_path / "llamacpp_provider.py"
+        path.write_text(provider_source(rt))
+        monkeypatch.setenv("ZOE_LLM_API_KEY", spec.api_key)
+        mod_spec = importlib.util.spec_from_file_location("generated_provider_vllm", path)
+        module = importlib.util.module_from_spec(mod_spec)  # type: ignore[arg-type]
+        mod_spec.loader.exec_module(module)  # type: ignore[union-attr]
 
-            async def both() -> tuple[str, list[str]]:
-                p = module.get_llm_provider()
-                whole = await p.generate("Name a color.", max_tokens=16, temperature=0)
-                parts = [c async for c in p.generate_stream("Count to five.", max_tokens=24)]
-                await p.aclose()
-                return whole, parts
+        async def both() -> tuple[str, list[str]]:
+            p = module.get_llm_provider()
+            whole = await p.generate("Name a color.", max_tokens=16, temperature=0)
+            parts = [c async for c in p.generate_stream("Count to five.", max_tokens=24)]
+            await p.aclose()
+            return whole, parts
 
-            whole, parts = asyncio.run(both())
-            assert whole.strip() and "".join(parts).strip()
-            facts = measure_engine(st.base_url or "", spec.api_key, spec.n_predict)
-            assert facts.tokens_per_s > 0 and facts.served  # speed from usage: vLLM has no timings
-            checks = check_client(path, facts, env={"ZOE_LLM_API_KEY": spec.api_key})
-            assert all(c.ok for c in checks), [c for c in checks if not c.ok]
-            seed = {c.name: c for c in check_client(ROOT / "tests/data/clients/vllm_seed.py", facts,
-                                                    env={"ZOE_LLM_API_KEY": spec.api_key})}  # fmt: skip
-            assert not seed["reply (streaming)"].ok and seed["reply (streaming)"].fix
-        finally:
-            rt.engine.stop()
+        # in a thread of its own: Playwright's sync API holds an event loop in this one
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            whole, parts = pool.submit(asyncio.run, both()).result(timeout=300)
+        assert whole.strip() and "".join(parts).strip()
+        facts = measure_engine(st.base_url or "", spec.api_key, spec.n_predict)
+        assert facts.tokens_per_s > 0 and facts.served  # speed from usage: vLLM has no timings
+        checks = check_client(path, facts, env={"ZOE_LLM_API_KEY": spec.api_key})
+        assert all(c.ok for c in checks), [c for c in checks if not c.ok]
+        seed = {c.name: c for c in check_client(ROOT / "tests/data/clients/vllm_seed.py", facts,
+                                                env={"ZOE_LLM_API_KEY": spec.api_key})}  # fmt: skip
+        assert not seed["reply (streaming)"].ok and seed["reply (streaming)"].fix
+        # Stop, from the browser
+        page.goto(url)
+        page.locator(".st-key-engine-stop button").first.click()
+        page.locator(".st-key-engine-state").get_by_text("STOPPED").wait_for()
+        assert rt.engine.status(max_age_s=0).state != EngineState.READY
