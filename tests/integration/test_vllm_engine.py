@@ -67,7 +67,6 @@ def test_vllm_from_the_browser_and_the_panel_clients(vllm_home: Path, browser, t
     import asyncio
     import concurrent.futures
     import importlib.util
-    import time
 
     import httpx
     from conftest import free_port
@@ -121,9 +120,8 @@ def test_vllm_from_the_browser_and_the_panel_clients(vllm_home: Path, browser, t
             if got >= 5:
                 break
         stream.close()
-        t0 = time.monotonic()
         _, after = chat.complete([{"role": "user", "content": "Hi"}], ChatParams(max_tokens=8))
-        assert after.ttft_ms is not None and time.monotonic() - t0 < 30
+        assert after.ttft_ms is not None and after.completion_tokens > 0
         # a client that sets no max_tokens stops at the panel's cap (--override-generation-config)
         r = httpx.post(
             f"{st.base_url}/v1/chat/completions",
