@@ -28,13 +28,21 @@ rt = get_runtime()
 st.title("Engine")
 
 models = [e for e in rt.store.entries() if e.ok]
-if not models:
+folders = [e.name for e in rt.store.hf_entries() if e.ok and not e.made_from]  # downloaded, for vLLM
+if not models and not folders:
     st.warning(f"No usable GGUF model in {md(rt.store.root)}. Add one on the Models page.")
-init_form(rt, [e.name for e in models])
+init_form(rt, [e.name for e in models] + folders)
 
 c1, c2, c3 = st.columns(3)
 with c1:
-    st.selectbox("Model", [e.name for e in models], key="engine-model", on_change=apply_preset, args=(rt,))
+    st.selectbox(
+        "Model",
+        [e.name for e in models] + folders,
+        key="engine-model",
+        on_change=apply_preset,
+        args=(rt,),
+        help="GGUF files (every engine) and downloaded Hugging Face folders (.hf, vLLM only).",
+    )
     st.selectbox("Flavour", flavors.names(), key="engine-flavor")
     if flavors.get(st.session_state["engine-flavor"]).memory_model == "vllm":
         vllm_panel(rt, st.session_state.get("engine-model"), st.session_state["engine-flavor"])
@@ -92,7 +100,7 @@ if verdict == Verdict.WONT_FIT:
     anyway = st.checkbox("Start anyway (predicted not to fit)", key="engine-start-anyway")
 
 b1, b2, b3, _ = st.columns([1, 1, 1.4, 3])
-started = b1.button("Start", key="engine-start", type="primary", disabled=not models or not anyway)
+started = b1.button("Start", key="engine-start", type="primary", disabled=not (models or folders) or not anyway)
 if started and attempt(lambda: start_from_form(rt, st.session_state, backend)):
     st.toast("Engine starting…")
 if b2.button("Stop", key="engine-stop") and attempt(lambda: stop_engine(rt)):

@@ -6,13 +6,14 @@ from zoe_panel.runtime import get_runtime
 from zoe_panel.ui.boot import guard
 from zoe_panel.ui.library_view import (
     convert_panel,
+    hf_repo_panel,
     hub_panel,
     jobs_panel,
     manage_panel,
     upload_panel,
     upload_progress,
 )
-from zoe_panel.ui.models_view import model_rows
+from zoe_panel.ui.models_view import hf_rows, model_rows
 from zoe_panel.ui.router_view import is_router, models_panel
 from zoe_panel.ui.widgets import md
 
@@ -31,14 +32,26 @@ else:
 for name, error in invalid:
     st.error(md(error if error.startswith(name) else f"{name}: {error}", inline=False))
 
-manage_panel(rt, [r["file"] for r in rows])
+folders, bad_folders = hf_rows(rt)
+if folders or bad_folders:
+    st.subheader("Hugging Face folders (vLLM)")
+    if folders:
+        st.dataframe(folders, key="models-hf-table", hide_index=True)
+    for name, error in bad_folders:
+        st.error(md(error if error.startswith(name) else f"{name}: {error}", inline=False))
+
+manage_panel(rt, [r["file"] for r in rows] + [r["folder"] for r in folders] + [n for n, _ in bad_folders])
 if is_router(rt):
     models_panel(rt, "models")
 
 st.subheader("Add a model")
-hub_tab, upload_tab, convert_tab = st.tabs(["From Hugging Face", "Upload", "Convert a checkpoint"])
+hub_tab, vllm_tab, upload_tab, convert_tab = st.tabs(
+    ["From Hugging Face", "Hugging Face for vLLM", "Upload", "Convert a checkpoint"]
+)
 with hub_tab:
     hub_panel(rt)
+with vllm_tab:
+    hf_repo_panel(rt)
 with upload_tab:
     upload_panel(rt)
 with convert_tab:

@@ -44,6 +44,7 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
 # -- models ------------------------------------------------------------------------------
 @command("models")
 def cmd_models(rt: Runtime, args: argparse.Namespace) -> int:
+    from zoe_panel.models.hf_model import describe as describe_hf
     from zoe_panel.models.store import describe
 
     rows = []
@@ -63,6 +64,22 @@ def cmd_models(rt: Runtime, args: argparse.Namespace) -> int:
             )
         else:
             lines.append(f"  {r['name']}  INVALID: {r.get('error')}")
+    for h in rt.store.hf_entries():
+        hrow: dict[str, Any] = {
+            "name": h.name, "path": str(h.path), "size_bytes": h.size_bytes, "ok": h.ok, "kind": "hf",
+            "made_from": h.made_from,
+        }  # fmt: skip
+        if h.model is not None:
+            hrow.update(describe_hf(h.model))
+        if h.error:
+            hrow["error"] = h.error
+            lines.append(f"  {h.name}  INVALID: {h.error}")
+        else:
+            lines.append(
+                f"  {h.name}  {hrow['architecture']} {hrow['quantization']} (vLLM), "
+                f"ctx {hrow['context (trained)']}, {h.size_bytes / 2**20:.1f} MiB"
+            )
+        rows.append(hrow)
     if not rows:
         lines.append("  (no .gguf files)")
     _emit(args, rows, "\n".join(lines))
@@ -716,6 +733,10 @@ def cmd_vllm(rt: Runtime, args: argparse.Namespace) -> int:
     if args.prepare:
         job = rt.start_vllm_prepare(args.prepare)
         _follow(job, args)
+    if args.download:
+        job = rt.start_hf_download(args.download, revision=args.revision, name=args.name)
+        print(f"downloading {args.download} into {rt.store.root / job.title}", file=sys.stderr)
+        _follow(job, args)
     st = vllm_support.status(cache)
     data = {"ready": st.ready, "detail": st.detail, "venv": str(vllm_support.venv_dir(cache))}
     if st.ready:
@@ -903,6 +924,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("vllm", help="vLLM as a second engine: install it (own venv), prepare a model's HF folder")
     s.add_argument("--install", action="store_true", help="install vLLM on demand (about 876 MB)")
     s.add_argument("--prepare", metavar="MODEL", help="make the Hugging Face folder vLLM serves from a library GGUF")
+    s.add_argument(
+        "--download", metavar="OWNER/NAME", help="a Hugging Face repository into the library (safetensors, AWQ too)"
+    )
+    s.add_argument("--revision", default="main", help="with --download: branch, tag or commit")
+    s.add_argument("--name", help="with --download: the folder's name (default: the repository's)")
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("compare", help="the same model on several engines, measured side by side")

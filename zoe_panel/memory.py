@@ -14,9 +14,11 @@ from zoe_panel.engine.base import EngineSpec, EngineStatus
 from zoe_panel.engine.loadlog import LoadEvent
 from zoe_panel.engine.oomcheck import OomEvidence
 from zoe_panel.engine.oomcheck import evidence as oom_evidence
+from zoe_panel.errors import EstimateError
 from zoe_panel.history import History, Run
 from zoe_panel.models.fit import Estimate, MemoryBudget, estimate, max_context, repack_types
 from zoe_panel.models.gguf_meta import GGUFInfo
+from zoe_panel.models.hf_model import hf_needs_vllm
 from zoe_panel.models.store import ModelStore
 from zoe_panel.telemetry.base import Sample
 from zoe_panel.telemetry.host import HostSource
@@ -134,11 +136,20 @@ class MemoryAdvisor:
         info: GGUFInfo | None = None,
     ) -> Estimate:
         """``info``: a header read elsewhere (a Hub file, a GGUF outside the library)."""
-        info = info or self.store.info(Path(spec.model))
         from zoe_panel.engine import flavors
+        from zoe_panel.models.hf_model import is_hf_folder
 
-        if flavors.get(spec.flavor).memory_model == "vllm":
-            from zoe_panel.models.fit import vllm_estimate
+        vllm = flavors.get(spec.flavor).memory_model == "vllm"
+        if info is None and is_hf_folder(spec.model):
+            from zoe_panel.models.fit_vllm import vllm_estimate
+            from zoe_panel.models.hf_model import read_hf_model
+
+            if not vllm:
+                raise EstimateError(hf_needs_vllm(Path(spec.model)))
+            return vllm_estimate(read_hf_model(Path(spec.model)), spec, budget or self.budget())
+        info = info or self.store.info(Path(spec.model))
+        if vllm:
+            from zoe_panel.models.fit_vllm import vllm_estimate
 
             return vllm_estimate(info, spec, budget or self.budget())
         cal = self.calibration(spec.model_name) if calibrated else {}
@@ -168,11 +179,12 @@ class MemoryAdvisor:
             try:
                 budget = self.budget()
                 est = self.estimate(spec, budget=budget)
-                info = self.store.info(Path(spec.model))
-                cal = est.calibration
+                if not Path(spec.model).is_dir():  # a Hugging Face folder has vLLM's limits, not llama.cpp's
+                    info = self.store.info(Path(spec.model))
+                    cal = est.calibration
 
-                def max_fn(ct: str) -> int:
-                    return max_context(info, replace(spec), budget, ct, calibration=cal)
+                    def max_fn(ct: str) -> int:
+                        return max_context(info, replace(spec), budget, ct, calibration=cal)
             except Exception:  # noqa: BLE001 - a diagnosis without numbers is still a diagnosis
                 est = None
         oom = self.oom_evidence(status) if status.exit_code == 137 else None

@@ -28,7 +28,7 @@ from zoe_panel.engine.apikey import engine_api_key
 from zoe_panel.engine.base import EngineSpec, EngineState, EngineStatus
 from zoe_panel.engine.restore import DesiredEngine
 from zoe_panel.engine.service import EngineService
-from zoe_panel.errors import EngineNotRunning, InvalidModelError, ZoePanelError
+from zoe_panel.errors import ConfigError, EngineNotRunning, InvalidModelError, ZoePanelError
 from zoe_panel.history import History
 from zoe_panel.jobs import Job, JobManager
 from zoe_panel.jsonfile import make_private_dir
@@ -36,6 +36,7 @@ from zoe_panel.memalarm import RUNNING, AlarmWatch, MemoryAlarm, check, read_ala
 from zoe_panel.memory import MemoryAdvisor
 from zoe_panel.models.download import RemoteModel, download
 from zoe_panel.models.fit import Estimate
+from zoe_panel.models.hf_model import hf_needs_vllm
 from zoe_panel.models.library import VerifyLog
 from zoe_panel.models.presets import Preset, PresetStore
 from zoe_panel.models.quantize import plan as quantize_plan
@@ -324,6 +325,31 @@ class Runtime:
 
         return self.jobs.submit("download", model.label, work, exclusive_key=f"{repo_id}/{model.label}")
 
+    def start_hf_download(self, repo_id: str, *, revision: str = "main", name: str | None = None) -> Job:
+        """A Hugging Face repository into the library as a folder vLLM serves. Its config and file list
+        are read now, so a repo that cannot be served is refused before any job starts."""
+        from zoe_panel.models.hf_download import download_repo, folder_name, plan_repo
+
+        plan = plan_repo(repo_id, revision=revision)
+        title = folder_name(repo_id, name)
+
+        def work(job: Job) -> Any:
+            def progress(done: int, total: int) -> None:
+                job.report(done / total if total else 0.0, f"{done / 2**20:.0f} / {total / 2**20:.0f} MiB")
+
+            return str(
+                download_repo(
+                    self.store,
+                    plan,
+                    name=name,
+                    margin_bytes=self.settings.disk_margin_bytes,
+                    progress=progress,
+                    cancel=job.cancel,
+                )
+            )
+
+        return self.jobs.submit("download", title, work, exclusive_key=title)
+
     def start_quantize(self, model: str, target: str) -> Job:
         quantize_plan(self.store, model, target)  # refuse bad requests now, not in the job
 
@@ -446,6 +472,11 @@ class Runtime:
         saved = self.presets.get(model)
         if saved is not None:
             return saved
+        if self.store.resolve(model).is_dir():  # vLLM: the trained context, at most 4096 to start with
+            from zoe_panel.models.hf_model import read_hf_model
+
+            trained = read_hf_model(self.store.resolve(model)).shape.n_ctx_train or 4096
+            return Preset(ctx=max(256, min(trained, 4096)))
         spec = self.default_spec(model)
         best = self.memory.max_contexts(spec).get("f16", 4096)
         return Preset(ctx=max(256, min(best, 4_194_304)))
@@ -454,14 +485,23 @@ class Runtime:
     def default_spec(self, model: str, **overrides: Any) -> EngineSpec:
         """A spec for a model name in the store, with the panel's defaults and settings."""
         path = self.store.resolve(model)
-        entry = self.store.entry(path)
-        if not entry.ok:
-            raise InvalidModelError(entry.error)
+        flavor = self.settings.flavor
+        if path.is_dir():  # a Hugging Face folder: vLLM serves it, nothing else does
+            hf = self.store.hf_entry(path)
+            if not hf.ok:
+                raise InvalidModelError(hf.error)
+            flavor = str(overrides.get("flavor") or "vllm")
+            if flavors.get(flavor).memory_model != "vllm":
+                raise ConfigError(hf_needs_vllm(path))
+        else:
+            entry = self.store.entry(path)
+            if not entry.ok:
+                raise InvalidModelError(entry.error)
         spec = EngineSpec(
             model=str(path),
             host=self.settings.engine_host,
             port=self.settings.engine_port,
-            flavor=self.settings.flavor,
+            flavor=flavor,
             api_key=engine_api_key(self.settings),
             alias=path.stem,
             n_predict=self.settings.default_max_tokens,
@@ -603,6 +643,8 @@ class Runtime:
         from zoe_panel.engine import vllm_support
 
         path = self.store.resolve(model)
+        if path.is_dir():
+            raise ConfigError(f"{path.name} is already a Hugging Face folder: vLLM serves it as it is")
 
         def work(job: Job) -> Any:
             return str(

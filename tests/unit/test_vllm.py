@@ -15,7 +15,7 @@ from zoe_panel.engine.base import EngineSpec, EngineState, EngineStatus
 from zoe_panel.engine.flavors.vllm import hf_dir, vllm_argv
 from zoe_panel.engine.loadlog import parse_lines
 from zoe_panel.errors import ConfigError
-from zoe_panel.models.fit import vllm_kv_bytes_per_token, vllm_kv_tokens
+from zoe_panel.models.fit_vllm import vllm_kv_bytes_per_token, vllm_kv_tokens
 from zoe_panel.models.shape import model_shape
 from zoe_panel.settings import Settings
 
@@ -117,13 +117,14 @@ def test_gpu_kv_budget_is_what_vllm_leaves_for_it(smollm2: Path) -> None:
     """On a GPU vLLM's KV is utilization × total − weights − activation peak − non-torch − graphs."""
     from dataclasses import replace
 
-    from zoe_panel.models.fit import GIB, MemoryBudget, Verdict, vllm_estimate, vllm_gpu_plan
+    from zoe_panel.models.fit import GIB, MemoryBudget, Verdict
+    from zoe_panel.models.fit_vllm import vllm_estimate, vllm_gpu_plan
     from zoe_panel.models.gguf_meta import read_gguf
 
     info = read_gguf(smollm2)
     shape = model_shape(info)
     gpu = MemoryBudget("discrete", 30 * GIB, gpu_free_bytes=15 * GIB, gpu_total_bytes=16 * GIB)
-    plan = vllm_gpu_plan(shape, info.parameter_count, spec(), gpu)
+    plan = vllm_gpu_plan(shape, info.parameter_count * 2, spec(), gpu)
     assert plan.requested_bytes == int(0.9 * 16 * GIB) and plan.weights_bytes == info.parameter_count * 2
     assert plan.kv_bytes == plan.requested_bytes - plan.weights_bytes - plan.activation_bytes - 2 * (GIB // 2)
     est = vllm_estimate(info, spec(), gpu)
@@ -132,13 +133,13 @@ def test_gpu_kv_budget_is_what_vllm_leaves_for_it(smollm2: Path) -> None:
     assert est.to_json()["kv_bytes"] > 0  # History keeps it as any other estimate
     assert "0.90 × 16.0 GiB" in est.notes[0]
     # eager: no CUDA graphs, so half a GiB more for the KV; a lower utilization, less
-    eager = vllm_gpu_plan(shape, info.parameter_count, spec(extra_args=("--enforce-eager",)), gpu)
+    eager = vllm_gpu_plan(shape, info.parameter_count * 2, spec(extra_args=("--enforce-eager",)), gpu)
     assert eager.kv_bytes - plan.kv_bytes == GIB // 2
-    half = vllm_gpu_plan(shape, info.parameter_count, spec(extra_args=("--gpu-memory-utilization", "0.5")), gpu)
+    half = vllm_gpu_plan(shape, info.parameter_count * 2, spec(extra_args=("--gpu-memory-utilization", "0.5")), gpu)
     assert half.requested_bytes == 8 * GIB
     # an Orin NX 16 GB: 15.3 GiB "total" shared with the system, 11 GiB free: the default 0.9 is refused
     orin = MemoryBudget("unified", 11 * GIB, gpu_total_bytes=int(15.3 * GIB))
-    refusal = vllm_gpu_plan(shape, info.parameter_count, spec(), orin).start_refusal()
+    refusal = vllm_gpu_plan(shape, info.parameter_count * 2, spec(), orin).start_refusal()
     assert refusal and "--gpu-memory-utilization 0.70" in refusal
     on_orin = vllm_estimate(info, spec(), orin)
     assert any("refuse to start" in n for n in on_orin.notes) and on_orin.verdict == Verdict.WONT_FIT

@@ -153,9 +153,6 @@ def download(
 ) -> list[Path]:
     """Download every file of ``model`` into the library; return the final paths. With
     ``verify_log``, a download whose every file matched the Hub's sha256 is recorded as verified."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError
-
     _check_repo_id(repo_id)
     cancel = cancel or threading.Event()
     root = store.ensure_root().resolve()
@@ -167,11 +164,48 @@ def download(
     # one staging folder per model, so two downloads from one repo never touch each other's files
     staging = root / STAGING / re.sub(r"[^\w.-]", "_", f"{repo_id}--{model.label}")
     staging.mkdir(parents=True, exist_ok=True)
+    fetched, digests = fetch_files(
+        repo_id,
+        model.files,
+        staging,
+        revision=revision,
+        endpoint=endpoint,
+        token=token,
+        cancel=cancel,
+        progress=progress,
+        check=check_magic,  # every part of a split model is a GGUF file with its own header
+    )
+    for src, dst in zip(fetched, targets, strict=True):
+        os.replace(src, dst)
+    _discard(staging)
+    if verify_log is not None and all(digests):
+        record_checked(verify_log, store, targets[0], [d for d in digests if d])
+    return targets
+
+
+def fetch_files(
+    repo_id: str,
+    files: tuple[RemoteFile, ...] | list[RemoteFile],
+    staging: Path,
+    *,
+    revision: str,
+    endpoint: str | None,
+    token: str | None,
+    cancel: threading.Event,
+    progress: Callable[[int, int], None],
+    check: Callable[[Path], object],
+) -> tuple[list[Path], list[str | None]]:
+    """Fetch ``files`` of a repo into ``staging`` with progress and Cancel, each checked against the
+    Hub's sha256 and by ``check``. On failure the staging folder goes, unless a transfer can resume."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError
+
+    total = sum(f.size for f in files)
     done = [0]
 
     def on_bytes(n: int) -> None:
         done[0] += n
-        progress(done[0], model.size)
+        progress(done[0], total)
 
     fetched: list[Path] = []
     digests: list[str | None] = []
@@ -179,7 +213,7 @@ def download(
     drop_unresumable(staging)
     try:
         try:
-            for f in model.files:
+            for f in files:
                 before = done[0]
                 follower = FollowHash(staging, f.size)
                 path = Path(
@@ -195,9 +229,9 @@ def download(
                 )
                 streamed, follower = follower.result(), None
                 done[0] = before + f.size  # resumed bytes were counted before this run
-                progress(done[0], model.size)
+                progress(done[0], total)
                 fetched.append(path)
-                digests.append(_verify(path, f, streamed))
+                digests.append(_verify(path, f, streamed, check))
         finally:
             if follower is not None:
                 follower.abandon()  # stop following before the staging folder goes
@@ -224,12 +258,7 @@ def download(
     except BaseException:
         _discard(staging)
         raise
-    for src, dst in zip(fetched, targets, strict=True):
-        os.replace(src, dst)
-    _discard(staging)
-    if verify_log is not None and all(digests):
-        record_checked(verify_log, store, targets[0], [d for d in digests if d])
-    return targets
+    return fetched, digests
 
 
 def record_checked(log: VerifyLog, store: ModelStore, path: Path, digests: list[str]) -> None:
@@ -269,8 +298,8 @@ def check_space(root: Path, need: int, margin: int) -> None:
         raise DownloadError(space_message(need, free, margin))
 
 
-def _verify(path: Path, f: RemoteFile, streamed: str | None) -> str | None:
-    """Check the Hub's checksum and the GGUF magic; return the verified sha256 (None: no checksum)."""
+def _verify(path: Path, f: RemoteFile, streamed: str | None, check: Callable[[Path], object]) -> str | None:
+    """Check the Hub's checksum and the file's own format; return the verified sha256 (None: no checksum)."""
     digest = None
     if f.sha256:
         digest = streamed
@@ -283,7 +312,7 @@ def _verify(path: Path, f: RemoteFile, streamed: str | None) -> str | None:
                 f"has {digest[:16]}…): the file was deleted; download it again"
             )
     try:
-        check_magic(path)  # every part of a split model is a GGUF file with its own header
+        check(path)
     except ModelStoreError:
         path.unlink(missing_ok=True)
         raise

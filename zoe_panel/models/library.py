@@ -162,6 +162,11 @@ def add_upload(
 def delete(store: ModelStore, name: str, *, in_use: str | None = None) -> list[Path]:
     """Delete a model (every part of a split one); refuse the one the running engine uses."""
     path = store.resolve(name)
+    if path.is_dir():  # a Hugging Face folder: the running engine may serve it, or the GGUF it was made from
+        if in_use and path in (Path(in_use).resolve(), Path(in_use).resolve().with_suffix(".hf")):
+            raise ModelStoreError(f"{name} is served by the running engine: stop the engine first")
+        shutil.rmtree(path)
+        return [path]
     if in_use and Path(in_use).resolve() in [p.resolve() for p in store.split_parts(path)]:
         raise ModelStoreError(f"{name} is used by the running engine: stop the engine first")
     removed = []
@@ -201,8 +206,19 @@ class VerifyLog:
 def verify(store: ModelStore, name: str, log: VerifyLog) -> dict[str, Any]:
     """Hash every part and re-check the GGUF structure; record and return the result."""
     path = store.resolve(name)
-    parts = store.split_parts(path)
     result: dict[str, Any] = {"name": name, "checked_at": time.time(), "ok": True, "error": "", "sha256": []}
+    if path.is_dir():  # a Hugging Face folder: every weights header against its file (hashes: at download)
+        from zoe_panel.models.hf_model import read_hf_model
+
+        try:
+            read_hf_model(path)
+        except InvalidModelError as e:
+            result.update(ok=False, error=str(e))
+        st = path.stat()
+        result.update(size=st.st_size, mtime_ns=st.st_mtime_ns)
+        log.record(str(path.resolve()), result)
+        return result
+    parts = store.split_parts(path)
     for part in parts:
         if not part.is_file():
             result.update(ok=False, error=f"missing part {part.name}")

@@ -21,6 +21,7 @@ from filelock import FileLock
 from zoe_panel.errors import InvalidModelError, ModelStoreError
 from zoe_panel.jsonfile import read_cache, write_json_atomic
 from zoe_panel.models.gguf_meta import GGUFInfo, read_gguf
+from zoe_panel.models.hf_model import HF_SUFFIX, HfModel, read_hf_model
 from zoe_panel.models.shape import model_shape
 
 # Bumped when GGUFInfo gains fields: cached records of an older reader are read again.
@@ -75,6 +76,22 @@ class ModelEntry:
     @property
     def ok(self) -> bool:
         return self.info is not None and not self.error
+
+
+@dataclass(frozen=True)
+class HfEntry:
+    """A Hugging Face folder in the library (vLLM serves it)."""
+
+    name: str  # relative to the models folder, ends in .hf
+    path: Path
+    size_bytes: int
+    model: HfModel | None
+    error: str = ""
+    made_from: str = ""  # the library GGUF it was made from ("" = downloaded)
+
+    @property
+    def ok(self) -> bool:
+        return self.model is not None and not self.error
 
 
 def quant_name(file_type: Any) -> str:
@@ -148,6 +165,8 @@ class ModelStore:
             raise ModelStoreError(
                 f"{text} is outside the models folder {root}; add it first (python -m zoe_panel add {text})"
             )
+        if real.name.endswith(HF_SUFFIX) and real.is_dir():
+            return real  # a Hugging Face folder (vLLM's): the folder is the model
         if not real.is_file():
             raise ModelStoreError(f"model {text!r} not found in {root}")
         return real
@@ -174,6 +193,35 @@ class ModelStore:
                 continue  # a symlink that leads out of the folder is not part of the library
             entries.append(self.entry(real))
         return entries
+
+    def hf_entries(self) -> list[HfEntry]:
+        """The Hugging Face folders (``*.hf``) vLLM serves: downloaded, or made beside a GGUF."""
+        if not self.root.is_dir():
+            return []
+        root = self.root.resolve()
+        out = []
+        for path in sorted(self.root.rglob("*" + HF_SUFFIX)):
+            rel = path.relative_to(self.root).parts
+            if not path.is_dir() or any(part.startswith(".") for part in rel):
+                continue
+            if any(part.endswith(HF_SUFFIX) for part in rel[:-1]):
+                continue  # a folder inside a model folder is part of that model
+            real = path.resolve()
+            if root not in real.parents:
+                continue
+            out.append(self.hf_entry(real))
+        return out
+
+    def hf_entry(self, path: Path) -> HfEntry:
+        name = self.name_of(path)
+        gguf = path.with_name(path.name.removesuffix(HF_SUFFIX) + GGUF_SUFFIX)
+        made_from = gguf.name if gguf.is_file() else ""
+        try:
+            model = read_hf_model(path)
+        except (InvalidModelError, OSError) as e:
+            size = sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+            return HfEntry(name, path, size, None, str(e), made_from)
+        return HfEntry(name, path, model.size_bytes, model, "", made_from)
 
     def split_parts(self, first: Path) -> list[Path]:
         """All files of a split model given its first part (``x-00001-of-00003.gguf``)."""
@@ -207,6 +255,10 @@ class ModelStore:
 
     # -- metadata cache ---------------------------------------------------------------------
     def info(self, path: Path) -> GGUFInfo:
+        if path.is_dir():
+            raise InvalidModelError(
+                f"{path.name} is a Hugging Face folder, which vLLM serves: this needs a GGUF file (llama.cpp)"
+            )
         st = path.stat()
         key = str(path.resolve())
         stamp = [st.st_size, st.st_mtime_ns, READER_VERSION]

@@ -66,6 +66,9 @@ def apply_preset(rt: Runtime) -> None:
         if p.saved
         else f"default preset: the largest context that fits here ({p.ctx:,} tokens)"
     )
+    if str(state["engine-model"]).endswith(".hf") and flavors.get(str(state.get("engine-flavor"))).name != "vllm":
+        state["engine-flavor"] = "vllm"  # a Hugging Face folder: only vLLM serves it
+        state["engine-preset-note"] = f"a Hugging Face folder: vLLM serves it (context {p.ctx:,} to start with)"
 
 
 def save_preset(rt: Runtime, form: Mapping[str, Any]) -> None:

@@ -33,6 +33,35 @@ def hub_panel(rt: Runtime) -> None:
             st.toast(f"Downloading {md(models[pick].label)}…")
 
 
+def hf_repo_panel(rt: Runtime) -> None:
+    """A Hugging Face repository (safetensors, AWQ too) as a folder vLLM serves: looked up first
+    (architecture, quantization, files and size), then downloaded as a job."""
+    from zoe_panel.models.hf_download import plan_repo
+
+    c1, c2, c3 = st.columns([3, 1, 2])
+    repo = c1.text_input("Hugging Face repo", placeholder="Qwen/Qwen2.5-1.5B-Instruct-AWQ", key="models-vllm-repo")
+    revision = c2.text_input("Revision", "main", key="models-vllm-revision")
+    name = c3.text_input("Folder name (optional)", key="models-vllm-name", placeholder="the repository's name")
+    st.caption("vLLM serves Hugging Face folders. Only safetensors weights are fetched: pickled .bin weights run code.")
+    if st.button("Look up", key="models-vllm-lookup"):
+        plan = attempt(lambda: plan_repo(repo.strip(), revision=revision.strip() or "main"))
+        st.session_state["vllm-plan"] = plan
+    plan = st.session_state.get("vllm-plan")
+    if plan is None:
+        return
+    quant = plan.quant_method or "not quantized"
+    with st.container(key="models-vllm-plan"):
+        st.markdown(
+            f"**{md(plan.repo_id)}** · {md(plan.architecture)} · {md(quant)} · {len(plan.weights)} weight file(s), "
+            f"{len(plan.files)} files, **{plan.size / 2**30:.2f} GiB** to download"
+        )
+    if st.button("Download for vLLM", key="models-vllm-download", type="primary"):
+        job = attempt(lambda: rt.start_hf_download(plan.repo_id, revision=plan.revision, name=name.strip() or None))
+        audit(rt, "download", "started" if job else "refused", target=plan.repo_id)
+        if job:
+            st.toast(f"Downloading {md(plan.repo_id)}…")
+
+
 def fit_panel(rt: Runtime, repo: str, revision: str, models: list) -> None:  # type: ignore[type-arg]
     """Will each file fit here, before downloading it: its header only, read with Range requests."""
     c1, c2 = st.columns([1, 3])

@@ -36,3 +36,28 @@ def model_rows(rt: Runtime) -> tuple[list[dict[str, Any]], list[tuple[str, str]]
             }
         )
     return rows, invalid
+
+
+def hf_rows(rt: Runtime) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """The Hugging Face folders vLLM serves: downloaded repos and folders made from a GGUF."""
+    rows: list[dict[str, Any]] = []
+    invalid: list[tuple[str, str]] = []
+    for e in rt.store.hf_entries():
+        if e.model is None or e.error:
+            invalid.append((e.name, e.error))
+            continue
+        m = e.model
+        rows.append(
+            {
+                "folder": e.name,
+                "architecture": m.architecture,
+                "params": f"{m.parameter_count / 1e6:,.0f}M" if not m.quantized else "",
+                "weights": f"{m.quant_method} {m.quant_bits}-bit" if m.quantized else (m.dtype or "?"),
+                "layers": m.shape.n_layer,
+                "KV heads": m.shape.layers[0].n_head_kv if m.shape.layers else 0,
+                "trained ctx": m.shape.n_ctx_train,
+                "size (MiB)": round(e.size_bytes / MIB, 1),
+                "from": m.source.get("repo", "") or (f"made from {e.made_from}" if e.made_from else "added here"),
+            }
+        )
+    return rows, invalid

@@ -1,8 +1,9 @@
-"""vLLM's OpenAI-compatible server, from its own venv (installed on demand: vllm_support), serving
-the Hugging Face folder the panel made from a library GGUF (``<model>.hf`` beside it).
+"""vLLM's OpenAI-compatible server, from its own venv (installed on demand: vllm_support), serving a
+Hugging Face folder: one downloaded into the library (``<name>.hf``, the spec's model itself), or the
+one the panel made from a library GGUF (``<model>.hf`` beside it).
 
-The spec's model stays the GGUF: its metadata names the model everywhere (History, estimates), and
-the folder is derived from it. On the CPU vLLM reserves ``VLLM_CPU_KVCACHE_SPACE`` GiB for KV up
+For a GGUF the spec's model stays the GGUF: its metadata names the model everywhere (History,
+estimates), and the folder is derived from it. On the CPU vLLM reserves ``VLLM_CPU_KVCACHE_SPACE`` GiB for KV up
 front; that space is the spec's ``kv_space_mib``."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from zoe_panel.engine.argv import check_extra_args
 from zoe_panel.engine.flavors import Flavor
+from zoe_panel.models.hf_model import HF_SUFFIX, QUANTIZED_DTYPE, text_config
 
 if TYPE_CHECKING:
     from zoe_panel.engine.argv import Capabilities
@@ -23,9 +25,27 @@ if TYPE_CHECKING:
 
 
 def hf_dir(model: str | Path) -> Path:
-    """The Hugging Face folder made from a library GGUF, kept beside it."""
+    """The folder vLLM serves: the model itself when it is a Hugging Face folder (downloaded), else
+    the one made from a library GGUF, kept beside it."""
     p = Path(model)
-    return p.with_name(p.stem + ".hf")
+    if p.name.endswith(HF_SUFFIX):
+        return p
+    return p.with_name(p.stem + HF_SUFFIX)
+
+
+def quantization_args(spec: EngineSpec) -> list[str]:
+    """An AWQ or GPTQ folder (the seed's models): its method passed through, and fp16 activations
+    (their kernels refuse bf16 on older vLLM, which the Jetson images carry). Empty otherwise."""
+    folder = hf_dir(spec.model)
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        qcfg = text_config(config).get("quantization_config") or {}
+        method = str(qcfg.get("quant_method", "")).lower() if isinstance(qcfg, dict) else ""
+    except (OSError, ValueError, AttributeError):
+        return []
+    if not method:
+        return []
+    return ["--quantization", method, "--dtype", QUANTIZED_DTYPE]
 
 
 def kv_space_gib(spec: EngineSpec) -> int:
@@ -70,8 +90,13 @@ class Vllm(Flavor):
     def check_model(self, spec: EngineSpec) -> None:
         from zoe_panel.errors import ConfigError
 
-        super().check_model(spec)
         folder = hf_dir(spec.model)
+        if folder == Path(spec.model):  # a downloaded folder: checked as vLLM will load it
+            from zoe_panel.models.hf_model import read_hf_model
+
+            read_hf_model(folder)
+            return
+        super().check_model(spec)
         if not (folder / "config.json").is_file():
             raise ConfigError(
                 f"vLLM serves Hugging Face folders, and {folder.name} is not there yet: prepare it from the "
@@ -158,9 +183,9 @@ def vllm_argv(python: str, spec: EngineSpec) -> list[str]:
         str(spec.ctx),
         "--max-num-seqs",
         str(max(1, spec.parallel)),
-        # bf16 compiled is right on the CPU; --enforce-eager with bf16 gave wrong text (REFERENCE §13)
-        "--dtype",
-        "bfloat16",
+        # bf16 compiled is right on the CPU; --enforce-eager with bf16 gave wrong text (REFERENCE §13);
+        # a quantized folder's method and dtype instead
+        *(quantization_args(spec) or ["--dtype", "bfloat16"]),
         # the reply cap of a request without max_tokens, as llama-server's -n: vLLM would otherwise
         # generate up to the end of the context for a careless client
         *(
