@@ -36,7 +36,8 @@ folders, bad_folders = hf_rows(rt)
 if folders or bad_folders:
     st.subheader("Hugging Face folders (vLLM)")
     if folders:
-        st.dataframe(folders, key="models-hf-table", hide_index=True)
+        with st.container(key="models-hf-table"):
+            st.table(folders)  # a few rows: plain HTML, readable and searchable
     for name, error in bad_folders:
         st.error(md(error if error.startswith(name) else f"{name}: {error}", inline=False))
 

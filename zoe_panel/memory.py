@@ -166,6 +166,18 @@ class MemoryAdvisor:
     def max_contexts(
         self, spec: EngineSpec, budget: MemoryBudget | None = None, info: GGUFInfo | None = None
     ) -> dict[str, int]:
+        """The largest context that fits, per KV cache type (llama.cpp); for vLLM, one figure: the
+        trained context, at most what its KV space holds (its --max-model-len check at start)."""
+        from zoe_panel.engine import flavors
+
+        if flavors.get(spec.flavor).memory_model == "vllm":
+            from zoe_panel.models.fit_vllm import max_context_vllm
+            from zoe_panel.models.hf_model import read_hf_model
+
+            model = info or (read_hf_model(Path(spec.model)) if Path(spec.model).is_dir() else None)
+            est = self.estimate(spec, budget=budget, info=info)
+            trained = max_context_vllm(model or self.store.info(Path(spec.model)), spec)
+            return {"vLLM": max(0, min(trained, est.n_ctx))}
         info = info or self.store.info(Path(spec.model))
         budget = budget or self.budget()
         cal = self.calibration(spec.model_name)

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import engine_runtime
+from conftest import CACHE, engine_runtime
 from conftest import zoe_cli as cli
 
 from zoe_panel.engine.flavors.vllm import hf_dir
@@ -60,34 +60,64 @@ def test_compare_llama_server_and_vllm(vllm_home: Path) -> None:
 
 @pytest.mark.browser
 def test_vllm_from_the_browser_and_the_panel_clients(vllm_home: Path, browser, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """From the browser: vLLM picked on the Engine page, started with extra flags, READY, its load drawn
-    on the Monitor, a Chat reply measured, stopped. On the same engine, from Python: Stop mid-reply, the
-    reply cap of a request without max_tokens, the generated provider and the client check: vLLM is
-    OpenAI-compatible too, and the panel's clients work unchanged against it."""
+    """From the browser: a Hugging Face repo downloaded for vLLM on the Models page (from a local
+    server speaking the Hub's API, serving the folder made from SmolLM2's GGUF), picked on the Engine
+    page (vLLM chosen for it), started with extra flags, READY with the KV tokens predicted, its load
+    drawn on the Monitor, a Chat reply measured, stopped. On the same engine, from Python: Stop
+    mid-reply, the reply cap of a request without max_tokens, the generated provider and the client
+    check: vLLM is OpenAI-compatible too, and the panel's clients work unchanged against it."""
     import asyncio
     import concurrent.futures
     import importlib.util
 
     import httpx
     from conftest import free_port
+    from hub_server import FakeHub
     from panel_server import panel, pick_option
 
     from zoe_panel.chat import ChatParams
+    from zoe_panel.engine import vllm_support
     from zoe_panel.engine.base import EngineState
     from zoe_panel.handoff.clientcheck import check_client, measure_engine
     from zoe_panel.handoff.provider import provider_source
 
-    prepared = cli(vllm_home, "vllm", "--prepare", SMOLLM2.filename, "--json")
-    assert prepared.returncode == 0, prepared.stderr[-1500:]
+    # the repo on the "Hub": SmolLM2 as Hugging Face publishes it, here the folder made from its GGUF
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "SmolLM2-135M-Instruct.gguf").symlink_to(vllm_home / "models" / SMOLLM2.filename)
+    made = vllm_support.prepare(CACHE, tmp_path / "state", src / "SmolLM2-135M-Instruct.gguf")
+    hub = FakeHub()
+    for f in sorted(made.iterdir()):
+        hub.add("HuggingFaceTB/SmolLM2-135M-Instruct", f.name, f)
+    server, hub_url = hub.serve()
     # a reply cap of 64 tokens for requests without max_tokens (the panel's default_max_tokens setting)
     env = {"ZOE_HOME": str(vllm_home), "ZOE_ENGINE_PORT": os.environ["ZOE_ENGINE_PORT"], "ZOE_DEFAULT_MAX_TOKENS": "64"}
     settings = load_settings({**os.environ, **env})
-    with panel(free_port(), env) as url, engine_runtime(settings, engine=False) as rt:
+    folder = vllm_home / "models" / "SmolLM2-135M-Instruct.hf"
+    with panel(free_port(), env | {"HF_ENDPOINT": hub_url}) as url, engine_runtime(settings, engine=False) as rt:
         page = browser.new_page(viewport={"width": 1300, "height": 1000})
         page.set_default_timeout(60_000)
+        page.goto(url + "/models")
+        page.get_by_role("tab", name="Hugging Face for vLLM").click()
+        repo = page.locator(".st-key-models-vllm-repo input")
+        repo.fill("HuggingFaceTB/SmolLM2-135M-Instruct")
+        repo.press("Enter")
+        page.locator(".st-key-models-vllm-lookup button").click()
+        plan = page.locator(".st-key-models-vllm-plan")
+        plan.get_by_text("to download").wait_for()
+        assert "LlamaForCausalLM" in plan.inner_text() and "0.25 GiB" in plan.inner_text()
+        page.locator(".st-key-models-vllm-download button").click()
+        for _ in range(240):
+            if (folder / "config.json").is_file():
+                break
+            page.wait_for_timeout(500)
+        assert (folder / "model.safetensors").stat().st_size == (made / "model.safetensors").stat().st_size
+        server.shutdown()
+        page.goto(url + "/models")
+        page.locator(".st-key-models-hf-table").get_by_text("SmolLM2-135M-Instruct.hf").wait_for()
         page.goto(url)
-        pick_option(page, "engine-flavor", "vllm")
-        page.locator(".st-key-engine-vllm").get_by_text("vLLM ready").wait_for()
+        pick_option(page, "engine-model", "SmolLM2-135M-Instruct.hf")
+        page.locator(".st-key-engine-vllm").get_by_text("vLLM ready").wait_for()  # vLLM was chosen for it
         page.get_by_text("Advanced").first.click()
         # eager fp32: no torch compile, so it starts in a fraction of the time (bf16 eager gave wrong
         # text on the CPU); the speed does not matter here, and the operator's flags are tried on the way
@@ -101,6 +131,10 @@ def test_vllm_from_the_browser_and_the_panel_clients(vllm_home: Path, browser, t
         assert st.state == EngineState.READY and st.spec is not None and st.spec.flavor == "vllm"
         spec = st.spec
         assert spec.extra_args == ("--enforce-eager", "--dtype", "float32") and spec.n_predict == 64
+        assert spec.model == str(folder.resolve())
+        # fp32 halves the tokens vLLM fits in its KV space: predicted before Start, as it reports
+        reported = [e.detail.get("tokens") for e in rt.engine.load_events() if e.phase == "kv_tokens"]
+        assert reported and reported[-1] == rt.memory.estimate(spec).kv[0].cells > 0, reported
         # drawn: the Monitor's load view of this run
         page.goto(url + "/monitor")
         page.locator(".st-key-monitor-load .js-plotly-plot").first.wait_for()

@@ -212,6 +212,8 @@ def test_a_folder_gets_vllm_and_nothing_else(tmp_path: Path, monkeypatch: pytest
     est = rt.memory.estimate(replace(spec, kv_space_mib=256), budget=CPU)
     assert est.n_ctx > 0 and est.weights_bytes == read_hf_model(home / "models" / "Tiny.hf").weights_bytes
     assert rt.preset_for("Tiny.hf").ctx == 2048  # the trained context (at most 4096 to start with)
+    # vLLM's limit is its --max-model-len check: the trained context, at most what the KV space holds
+    assert rt.memory.max_contexts(replace(spec, kv_space_mib=256), budget=CPU) == {"vLLM": 2048}
     with pytest.raises(ConfigError, match="only vLLM serves it"):
         rt.default_spec("Tiny.hf", flavor="llama-server")
     with pytest.raises(EstimateError, match="only vLLM serves it"):

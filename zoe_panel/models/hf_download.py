@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from zoe_panel.engine.flavors.vllm import HF_SUFFIX
 from zoe_panel.errors import DownloadError, InvalidModelError, ModelStoreError
 from zoe_panel.models.download import (
     STAGING,
@@ -32,7 +33,7 @@ from zoe_panel.models.download import (
     fetch_files,
     hub_api,
 )
-from zoe_panel.models.hf_model import HF_SUFFIX, PICKLED, SOURCE_FILE, read_hf_model, read_safetensors_header
+from zoe_panel.models.hf_model import PICKLED, SOURCE_FILE, read_hf_model, read_safetensors_header
 from zoe_panel.models.library import shown
 from zoe_panel.models.store import ModelStore
 

@@ -19,17 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zoe_panel.engine.flavors.vllm import HF_SUFFIX
 from zoe_panel.errors import InvalidModelError
 from zoe_panel.models.shape import LayerAttn, ModelShape
 
-HF_SUFFIX = ".hf"
 SOURCE_FILE = ".zoe-source.json"  # where a downloaded folder came from (repo, revision, commit)
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors format's own limit
 DTYPE_BYTES = {
     "F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2, "U16": 2,
     "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "I8": 1, "U8": 1, "BOOL": 1, "F4": 1, "F6_E2M3": 1, "F6_E3M2": 1,
 }  # fmt: skip
-QUANTIZED_DTYPE = "float16"  # AWQ and GPTQ kernels want fp16 activations (bf16 is refused by older vLLM)
 PICKLED = (".bin", ".pt", ".pth", ".ckpt")
 
 

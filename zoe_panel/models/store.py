@@ -18,10 +18,11 @@ from typing import Any
 
 from filelock import FileLock
 
+from zoe_panel.engine.flavors.vllm import HF_SUFFIX
 from zoe_panel.errors import InvalidModelError, ModelStoreError
 from zoe_panel.jsonfile import read_cache, write_json_atomic
 from zoe_panel.models.gguf_meta import GGUFInfo, read_gguf
-from zoe_panel.models.hf_model import HF_SUFFIX, HfModel, read_hf_model
+from zoe_panel.models.hf_model import HfModel, read_hf_model
 from zoe_panel.models.shape import model_shape
 
 # Bumped when GGUFInfo gains fields: cached records of an older reader are read again.

@@ -16,12 +16,15 @@ from typing import TYPE_CHECKING
 
 from zoe_panel.engine.argv import check_extra_args
 from zoe_panel.engine.flavors import Flavor
-from zoe_panel.models.hf_model import HF_SUFFIX, QUANTIZED_DTYPE, text_config
 
 if TYPE_CHECKING:
     from zoe_panel.engine.argv import Capabilities
     from zoe_panel.engine.base import EngineSpec
     from zoe_panel.settings import Settings
+
+
+HF_SUFFIX = ".hf"  # a Hugging Face folder in the library: NAME.hf
+QUANTIZED_DTYPE = "float16"  # AWQ and GPTQ kernels want fp16 activations (bf16 is refused by older vLLM)
 
 
 def hf_dir(model: str | Path) -> Path:
@@ -39,7 +42,10 @@ def quantization_args(spec: EngineSpec) -> list[str]:
     folder = hf_dir(spec.model)
     try:
         config = json.loads((folder / "config.json").read_text())
-        qcfg = text_config(config).get("quantization_config") or {}
+        inner = config.get("text_config")  # multimodal configs nest the language model's
+        qcfg = config.get("quantization_config") or (
+            inner.get("quantization_config") if isinstance(inner, dict) else {}
+        )
         method = str(qcfg.get("quant_method", "")).lower() if isinstance(qcfg, dict) else ""
     except (OSError, ValueError, AttributeError):
         return []
@@ -91,10 +97,9 @@ class Vllm(Flavor):
         from zoe_panel.errors import ConfigError
 
         folder = hf_dir(spec.model)
-        if folder == Path(spec.model):  # a downloaded folder: checked as vLLM will load it
-            from zoe_panel.models.hf_model import read_hf_model
-
-            read_hf_model(folder)
+        if folder == Path(spec.model):  # a downloaded folder (the library has read its headers)
+            if not (folder / "config.json").is_file():
+                raise ConfigError(f"{folder.name} has no config.json: not a Hugging Face model folder")
             return
         super().check_model(spec)
         if not (folder / "config.json").is_file():
