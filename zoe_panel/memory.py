@@ -18,7 +18,7 @@ from zoe_panel.errors import EstimateError
 from zoe_panel.history import History, Run
 from zoe_panel.models.fit import Estimate, MemoryBudget, estimate, max_context, repack_types
 from zoe_panel.models.gguf_meta import GGUFInfo
-from zoe_panel.models.hf_model import hf_needs_vllm
+from zoe_panel.models.hf_model import HfModel, hf_needs_vllm
 from zoe_panel.models.store import ModelStore
 from zoe_panel.telemetry.base import Sample
 from zoe_panel.telemetry.host import HostSource
@@ -133,7 +133,7 @@ class MemoryAdvisor:
         *,
         calibrated: bool = True,
         budget: MemoryBudget | None = None,
-        info: GGUFInfo | None = None,
+        info: GGUFInfo | HfModel | None = None,
     ) -> Estimate:
         """``info``: a header read elsewhere (a Hub file, a GGUF outside the library)."""
         from zoe_panel.engine import flavors
@@ -147,6 +147,12 @@ class MemoryAdvisor:
             if not vllm:
                 raise EstimateError(hf_needs_vllm(Path(spec.model)))
             return vllm_estimate(read_hf_model(Path(spec.model)), spec, budget or self.budget())
+        if isinstance(info, HfModel):  # a folder not fetched yet (a Hub repo's config and sizes)
+            if not vllm:
+                raise EstimateError(hf_needs_vllm(info.path))
+            from zoe_panel.models.fit_vllm import vllm_estimate
+
+            return vllm_estimate(info, spec, budget or self.budget())
         info = info or self.store.info(Path(spec.model))
         if vllm:
             from zoe_panel.models.fit_vllm import vllm_estimate
@@ -164,7 +170,7 @@ class MemoryAdvisor:
         )
 
     def max_contexts(
-        self, spec: EngineSpec, budget: MemoryBudget | None = None, info: GGUFInfo | None = None
+        self, spec: EngineSpec, budget: MemoryBudget | None = None, info: GGUFInfo | HfModel | None = None
     ) -> dict[str, int]:
         """The largest context that fits, per KV cache type (llama.cpp); for vLLM, one figure: the
         trained context, at most what its KV space holds (its --max-model-len check at start)."""
@@ -178,6 +184,8 @@ class MemoryAdvisor:
             est = self.estimate(spec, budget=budget, info=info)
             trained = max_context_vllm(model or self.store.info(Path(spec.model)), spec)
             return {"vLLM": max(0, min(trained, est.n_ctx))}
+        if isinstance(info, HfModel):
+            raise EstimateError(hf_needs_vllm(info.path))
         info = info or self.store.info(Path(spec.model))
         budget = budget or self.budget()
         cal = self.calibration(spec.model_name)

@@ -559,6 +559,15 @@ class Runtime:
             spec = replace(spec, cache_ram_mib=self.cache_ram_for(spec, info=info))
         return self.memory.estimate(spec, info=info), self.memory.max_contexts(spec, info=info)
 
+    def hf_repo_fit(self, plan: Any, *, ctx: int, name: str | None = None) -> tuple[Estimate, dict[str, int]]:
+        """A Hub repo on vLLM at ``ctx``, before its weights are fetched: from its config and the
+        shards' sizes (HfRepoPlan)."""
+        from zoe_panel.models.hf_download import planned_model
+
+        model = planned_model(plan, name)
+        spec = self.spec_for_file(str(model.path), flavor="vllm", ctx=ctx)
+        return self.memory.estimate(spec, info=model), self.memory.max_contexts(spec, info=model)
+
     def hub_fit_rows(self, repo_id: str, models: list[RemoteModel], *, revision: str, ctx: int) -> list[dict[str, Any]]:
         """For the Models page: each Hub file's verdict at ``ctx`` and its largest contexts, from
         its header alone. A file whose header cannot be read gets the reason instead."""

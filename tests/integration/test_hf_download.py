@@ -16,11 +16,16 @@ from conftest import zoe_cli as cli
 from hf_folder import LLAMA_CONFIG, make_folder, write_safetensors
 from hub_server import FakeHub
 
+from zoe_panel.engine.base import EngineSpec
 from zoe_panel.errors import DownloadError
-from zoe_panel.models.hf_download import download_repo, plan_repo
+from zoe_panel.models.fit import GIB, MemoryBudget
+from zoe_panel.models.fit_vllm import vllm_estimate
+from zoe_panel.models.hf_download import download_repo, plan_repo, planned_model
 from zoe_panel.models.hf_model import SOURCE_FILE, read_hf_model
 from zoe_panel.models.store import ModelStore
 
+SPEC = EngineSpec(model="/models/Tiny-AWQ.hf", flavor="vllm", ctx=1024, kv_space_mib=256)
+CPU = MemoryBudget("cpu", 16 * GIB)
 AWQ = {**LLAMA_CONFIG, "quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 128}}
 
 
@@ -70,11 +75,17 @@ def test_a_repo_is_fetched_as_a_servable_folder(hub: tuple[FakeHub, str], tmp_pa
          "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
     )  # fmt: skip
     assert (plan.architecture, plan.quant_method) == ("LlamaForCausalLM", "awq")
+    before = vllm_estimate(planned_model(plan), SPEC, CPU)  # from the config and the listed sizes
     seen: list[tuple[int, int]] = []
     folder = download_repo(store, plan, endpoint=url, margin_bytes=0, progress=lambda d, t: seen.append((d, t)))
     assert folder == store.root.resolve() / "Tiny-AWQ.hf"
     m = read_hf_model(folder)
     assert m.quant_method == "awq" and len(m.weights) == 2
+    # the fit before the download is the fit after it (the shards' headers aside)
+    after = vllm_estimate(m, SPEC, CPU)
+    assert (
+        before.n_ctx == after.n_ctx > 0 and abs(before.weights_bytes - after.weights_bytes) < 0.05 * after.weights_bytes
+    )
     assert json.loads((folder / SOURCE_FILE).read_text())["repo"] == "org/Tiny-AWQ"
     assert not (folder / ".cache").exists() and not (store.root / ".downloads").exists()
     assert seen[-1] == (plan.size, plan.size)

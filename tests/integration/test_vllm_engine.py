@@ -106,6 +106,8 @@ def test_vllm_from_the_browser_and_the_panel_clients(vllm_home: Path, browser, t
         plan = page.locator(".st-key-models-vllm-plan")
         plan.get_by_text("to download").wait_for()
         assert "LlamaForCausalLM" in plan.inner_text() and "0.25 GiB" in plan.inner_text()
+        plan.get_by_text("On vLLM here").wait_for()  # the fit, before any weights are fetched
+        assert "fits" in plan.inner_text() and "largest context 8,192" in plan.inner_text(), plan.inner_text()
         page.locator(".st-key-models-vllm-download button").click()
         for _ in range(240):
             if (folder / "config.json").is_file():

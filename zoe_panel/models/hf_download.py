@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from zoe_panel.engine.flavors.vllm import HF_SUFFIX
@@ -33,7 +33,15 @@ from zoe_panel.models.download import (
     fetch_files,
     hub_api,
 )
-from zoe_panel.models.hf_model import PICKLED, SOURCE_FILE, read_hf_model, read_safetensors_header
+from zoe_panel.models.hf_model import (
+    PICKLED,
+    SOURCE_FILE,
+    HfModel,
+    Safetensors,
+    hf_shape,
+    read_hf_model,
+    read_safetensors_header,
+)
 from zoe_panel.models.library import shown
 from zoe_panel.models.store import ModelStore
 
@@ -52,6 +60,7 @@ class HfRepoPlan:
     files: tuple[RemoteFile, ...]
     architecture: str
     quant_method: str
+    config: dict[str, object] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -140,7 +149,32 @@ def plan_repo(
         raise DownloadError(f"{repo_id} has no safetensors weights")
     support = [n for n in top if n.endswith(SUPPORT_SUFFIXES) and n not in SKIPPED_NAMES and not n.startswith(".")]
     names = sorted(set(support)) + shards
-    return HfRepoPlan(repo_id, revision, str(info.sha or ""), tuple(top[n] for n in names), arch, quant)
+    return HfRepoPlan(repo_id, revision, str(info.sha or ""), tuple(top[n] for n in names), arch, quant, config)
+
+
+def planned_model(plan: HfRepoPlan, name: str | None = None) -> HfModel:
+    """The folder as it will be, before any weights are fetched: its shape from the config, its
+    weights from the shards' sizes (parameters = bytes / the checkpoint dtype's width; a quantized
+    repo is counted as packed, as on disk)."""
+    weights = sum(f.size for f in plan.weights)
+    dtype = str(plan.config.get("torch_dtype") or plan.config.get("dtype") or "bfloat16")
+    width = {"float32": 4, "float16": 2, "bfloat16": 2}.get(dtype, 2)
+    qcfg = plan.config.get("quantization_config")
+    bits = int(qcfg.get("bits", 0) or 0) if isinstance(qcfg, dict) else 0
+    params = weights // width if not plan.quant_method else 0
+    shards = (Safetensors(Path("model.safetensors"), 0, params, weights, ()),)
+    return HfModel(
+        path=Path(folder_name(plan.repo_id, name)),
+        name=folder_name(plan.repo_id, name).removesuffix(HF_SUFFIX),
+        architecture=plan.architecture,
+        model_type=str(plan.config.get("model_type") or ""),
+        dtype=dtype,
+        quant_method=plan.quant_method,
+        quant_bits=bits,
+        weights=shards,
+        shape=hf_shape(plan.config),
+        source={"repo": plan.repo_id, "revision": plan.revision},
+    )
 
 
 def _check_file(path: Path) -> None:

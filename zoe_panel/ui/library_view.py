@@ -55,6 +55,19 @@ def hf_repo_panel(rt: Runtime) -> None:
             f"**{md(plan.repo_id)}** · {md(plan.architecture)} · {md(quant)} · {len(plan.weights)} weight file(s), "
             f"{len(plan.files)} files, **{plan.size / 2**30:.2f} GiB** to download"
         )
+        ctx = int(st.number_input("Context for the fit (vLLM)", 256, 4_194_304, 4096, step=256, key="models-vllm-ctx"))
+        got = attempt(lambda: rt.hf_repo_fit(plan, ctx=ctx, name=name.strip() or None))
+        if got:
+            from zoe_panel.ui.engine_view import VERDICT_BADGE
+            from zoe_panel.ui.widgets import fmt_bytes
+
+            est, best = got
+            st.markdown(
+                f"On vLLM here: {VERDICT_BADGE[est.verdict]} · need {fmt_bytes(est.need_bytes)} of "
+                f"{fmt_bytes(est.available_bytes)} · largest context {best.get('vLLM', 0):,}"
+            )
+            for note in est.notes:
+                st.caption(note)
     if st.button("Download for vLLM", key="models-vllm-download", type="primary"):
         job = attempt(lambda: rt.start_hf_download(plan.repo_id, revision=plan.revision, name=name.strip() or None))
         audit(rt, "download", "started" if job else "refused", target=plan.repo_id)
