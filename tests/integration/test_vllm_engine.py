@@ -63,7 +63,8 @@ def test_vllm_from_the_browser_and_the_panel_clients(vllm_home: Path, browser, t
     """From the browser: a Hugging Face repo downloaded for vLLM on the Models page (from a local
     server speaking the Hub's API, serving the folder made from SmolLM2's GGUF), picked on the Engine
     page (vLLM chosen for it), started with extra flags, READY with the KV tokens predicted, its load
-    drawn on the Monitor, a Chat reply measured, stopped. On the same engine, from Python: Stop
+    drawn on the Monitor, a Chat reply measured, stopped; then a KV space it cannot reserve, started
+    anyway, diagnosed on the page. On the same engine, from Python: Stop
     mid-reply, the reply cap of a request without max_tokens, the generated provider and the client
     check: vLLM is OpenAI-compatible too, and the panel's clients work unchanged against it."""
     import asyncio
@@ -197,3 +198,17 @@ def test_vllm_from_the_browser_and_the_panel_clients(vllm_home: Path, browser, t
         page.locator(".st-key-engine-stop button").first.click()
         page.locator(".st-key-engine-state").get_by_text("STOPPED").wait_for()
         assert rt.engine.status(max_age_s=0).state != EngineState.READY
+        # diagnosed: twice this machine's memory as KV space is predicted not to fit; started anyway,
+        # vLLM refuses it after loading, and the page says why and what to change
+        too_much = 2 * (rt.memory.budget().host_total_bytes or 0) // 2**20
+        page.get_by_text("Advanced").first.click()
+        space = page.locator(".st-key-engine-kv-space input")
+        space.fill(str(too_much))
+        space.press("Enter")
+        page.locator(".st-key-engine-estimate").get_by_text("will not fit").wait_for()
+        page.locator(".st-key-engine-start-anyway").get_by_text("Start anyway").click()
+        page.locator(".st-key-engine-start button").first.click()
+        page.locator(".st-key-engine-state").get_by_text("FAILED").wait_for(timeout=400_000)
+        diagnosis = page.locator(".st-key-engine-diagnosis")
+        diagnosis.get_by_text("could not reserve its KV cache space").wait_for()
+        assert "lower the KV space" in diagnosis.inner_text()
