@@ -5,7 +5,7 @@ PY := .venv/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8501
 
-.PHONY: run setup test test-fast lint bench faults llama-server clean
+.PHONY: run setup test test-fast test-vllm-docker lint bench faults llama-server clean
 
 run: setup
 	$(PY) -m zoe_panel.web --server.address $(HOST) --server.port $(PORT)
@@ -29,6 +29,10 @@ lint:
 
 bench: setup
 	@scripts/bench.sh
+
+# vLLM on the Docker backend, for real: builds a 4.5 GB CPU vLLM image from the cache's vLLM venv first
+test-vllm-docker: setup
+	@ZOE_VLLM_DOCKER=1 scripts/test.sh tests/integration/test_vllm_docker.py
 
 faults: setup
 	@ZOE_FAULT_FULL=1 ZOE_FAULT_REPORT=bench/results/faults.md scripts/test.sh -m faults

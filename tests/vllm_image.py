@@ -41,7 +41,6 @@ def build(docker_host: str, venv: Path, tag: str = TAG) -> str:
         for link, to in (("bin", "usr/bin"), ("lib", "usr/lib"), ("lib64", "usr/lib64")):
             (top / link).symlink_to(to)
         (top / "usr/local/bin").mkdir(parents=True)
-        (top / "usr/local/bin/python3").symlink_to(venv / "bin" / "python3")
         (top / "tmp").mkdir(mode=0o1777)
         (top / "tmp").chmod(0o1777)
         (top / "etc").mkdir()
@@ -67,7 +66,8 @@ def build(docker_host: str, venv: Path, tag: str = TAG) -> str:
             f"tar -C / -cf - --exclude={base.relative_to('/')}/lib/{ver}/site-packages "
             f"--exclude={base.relative_to('/')}/lib/{ver}/test "
             f"-T {listing} -C {top} bin lib lib64 usr/local etc tmp "
-            f"| docker -H {docker_host} import - {tag}"
+            # python3 is the venv's, found first on PATH (a symlink elsewhere would not see its pyvenv.cfg)
+            f"| docker -H {docker_host} import --change 'ENV PATH={venv}/bin:/usr/local/bin:/usr/bin:/bin' - {tag}"
         )
         done = subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], capture_output=True, text=True,
                               env={**os.environ, "DOCKER_HOST": docker_host}, timeout=1800)  # fmt: skip

@@ -2,8 +2,8 @@
 the CPU build standing in for a Jetson's vLLM image, run the same way), serving a Hugging Face
 folder of the library mounted read-only under /models. Started from the panel with its key and KV
 space in the container's environment, READY, the KV tokens it reports as predicted, a reply, and
-stopped with its container gone. The image is about 4.5 GB and takes minutes to import: this runs
-where ZOE_VLLM_DOCKER=1 (make faults sets it), not in every test run."""
+stopped with its container gone. The image is about 4.5 GB and takes a minute or two to import: this
+runs where ZOE_VLLM_DOCKER=1 (make test-vllm-docker), not in every test run."""
 
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def image() -> tuple[str, str]:
-    require(os.environ.get("ZOE_VLLM_DOCKER") == "1", "vLLM in Docker runs with ZOE_VLLM_DOCKER=1 (make faults)")
+    require(
+        os.environ.get("ZOE_VLLM_DOCKER") == "1", "vLLM in Docker runs with ZOE_VLLM_DOCKER=1 (make test-vllm-docker)"
+    )
     host = os.environ.get("ZOE_TEST_DOCKER_HOST", "")
     require(bool(host), "ZOE_TEST_DOCKER_HOST is not set: scripts/test_env.sh starts a private dockerd")
     require(vllm_support.status(CACHE).ready, "vLLM is not installed under the test cache")
@@ -33,6 +35,7 @@ def image() -> tuple[str, str]:
     return host, build(host, vllm_support.venv_dir(CACHE))
 
 
+@pytest.mark.timeout(900)
 def test_vllm_in_a_container_from_the_panel(image: tuple[str, str], tmp_path: Path, smollm2: Path) -> None:
     import docker
 
