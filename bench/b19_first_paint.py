@@ -49,7 +49,7 @@ def first_seen(ctx, url: str, selectors: list[str]) -> dict[str, float]:  # type
 def main(smoke: bool = False) -> Table:
     from playwright.sync_api import sync_playwright
 
-    n = 2 if smoke else 9
+    n = 1 if smoke else 9
     t = Table(
         "19. First paint on a warm panel (a new tab = a new session each load, real Chromium, engine stopped)",
         ["page: usable when", "median s", "p90 s", "ratio vs baseline"],
@@ -76,7 +76,7 @@ def main(smoke: bool = False) -> Table:
                     stop_panel(proc)
                     # the first visitor of a panel just started (ready: /zoe/ready, or up for an older panel)
                     first: list[float] = []
-                    for _ in range(2 if smoke else 4):
+                    for _ in range(1 if smoke else 4):
                         proc, url = serve_panel(home, rt.settings.engine_port)
                         first.append(first_seen(ctx, url + "/engine", [".st-key-engine-model"])[".st-key-engine-model"])
                         stop_panel(proc)

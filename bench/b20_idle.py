@@ -27,7 +27,8 @@ def window(procs: dict[str, psutil.Process | None], seconds: float) -> dict[str,
 def main(smoke: bool = False) -> Table:
     from playwright.sync_api import sync_playwright
 
-    seconds = 5.0 if smoke else float(__import__("os").environ.get("B20_SECONDS", "60"))
+    seconds = 2.0 if smoke else float(__import__("os").environ.get("B20_SECONDS", "60"))
+    settle = 1.0 if smoke else 3.0  # past a start or a first render before a window
     t = Table(
         f"20. Idle cost over {seconds:.0f} s (SmolLM2 READY and idle; the panel's default sampler)",
         ["state", "panel CPU % of a core", "Chromium CPU %", "engine CPU %"],
@@ -37,13 +38,13 @@ def main(smoke: bool = False) -> Table:
         st = rt.engine.start(rt.default_spec(SMOLLM2.filename, ctx=4096, parallel=1))
         st = rt.engine.wait(120)
         engine = psutil.Process(st.pid) if st.pid else None
-        time.sleep(2)
+        time.sleep(settle)
         alone = window({"engine": engine}, seconds)
         t.add("engine alone, no panel (baseline)", None, None, round(alone["engine"], 2))
         proc, url = serve_panel(Path(rt.settings.home), rt.settings.engine_port)
         try:
             panel = psutil.Process(proc.pid)
-            time.sleep(5)  # the panel's own start (imports, first sample) is not idle
+            time.sleep(settle + 2)  # the panel's own start (imports, first sample) is not idle
             r = window({"panel": panel, "engine": engine}, seconds)
             t.add("panel, no browser", round(r["panel"], 2), None, round(r["engine"], 2))
             with sync_playwright() as pw:
@@ -57,7 +58,7 @@ def main(smoke: bool = False) -> Table:
                         page.set_default_timeout(120_000)
                         page.goto(url + path)
                         page.locator(sel).first.wait_for()
-                        time.sleep(3)  # past the first render
+                        time.sleep(settle)  # past the first render
                         r = window({"panel": panel, "chromium": None, "engine": engine}, seconds)
                         t.add(label, round(r["panel"], 2), round(r["chromium"], 1), round(r["engine"], 2))
                         page.close()
