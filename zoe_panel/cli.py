@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import threading
 import time
@@ -751,7 +752,13 @@ def cmd_compare(rt: Runtime, args: argparse.Namespace) -> int:
 
     rt.start_sampler()  # peak memory during each load comes from the samples
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    out = compare(rt, args.model, engines, ctx=args.ctx, parallel=args.parallel)
+    extra: dict[str, tuple[str, ...]] = {}
+    for item in args.engine_args or []:
+        engine, sep, flags = item.partition("=")
+        if not sep:
+            raise ZoePanelError(f"--engine-args {item!r}: write ENGINE=FLAGS, e.g. vllm='--dtype float32'")
+        extra[engine.strip()] = tuple(shlex.split(flags))
+    out = compare(rt, args.model, engines, ctx=args.ctx, parallel=args.parallel, extra=extra)
     lines = [f"{args.model} at ctx {args.ctx}:"]
     for r in out["rows"]:
         if r.get("outcome") != "ok":
@@ -936,6 +943,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--engines", default="llama-server,vllm")
     s.add_argument("--ctx", type=int, default=2048)
     s.add_argument("--parallel", type=int, default=4, help="requests at once for the parallel measurement")
+    s.add_argument(
+        "--engine-args",
+        action="append",
+        metavar="ENGINE=FLAGS",
+        help="an engine's extra flags, e.g. vllm='--enforce-eager --dtype float32' (repeatable)",
+    )
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("exporter", help="serve Prometheus metrics (memory, engine, chat, llama.cpp's own)")

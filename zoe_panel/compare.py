@@ -20,7 +20,14 @@ PARALLEL_PROMPT = "Write a short paragraph about the history of lighthouses."
 
 
 def measure_engine(
-    rt: Runtime, model: str, flavor: str, *, ctx: int, parallel: int, start_timeout_s: float = 600.0
+    rt: Runtime,
+    model: str,
+    flavor: str,
+    *,
+    ctx: int,
+    parallel: int,
+    extra_args: tuple[str, ...] = (),
+    start_timeout_s: float = 600.0,
 ) -> dict[str, Any]:
     from zoe_panel.engine import flavors
     from zoe_panel.memory import measured_bytes
@@ -31,7 +38,7 @@ def measure_engine(
     ok, detail = flavors.get(flavor).available(rt.settings)
     if not ok:
         return row | {"outcome": "unavailable", "error": detail}
-    spec = rt.default_spec(model, flavor=flavor, ctx=ctx, parallel=max(1, parallel))
+    spec = rt.default_spec(model, flavor=flavor, ctx=ctx, parallel=max(1, parallel), extra_args=extra_args)
     est = rt.memory.estimate(spec)
     t0 = time.monotonic()
     try:
@@ -123,16 +130,32 @@ def verdict(rows: list[dict[str, Any]]) -> str:
     return "; ".join(lines)
 
 
-def compare(rt: Runtime, model: str, engines: list[str], *, ctx: int = 2048, parallel: int = 4) -> dict[str, Any]:
+def compare(
+    rt: Runtime,
+    model: str,
+    engines: list[str],
+    *,
+    ctx: int = 2048,
+    parallel: int = 4,
+    extra: dict[str, tuple[str, ...]] | None = None,
+) -> dict[str, Any]:
+    """``extra``: an engine's own extra flags (checked against its allow-list now), e.g. vLLM's
+    ``--dtype float32`` where AMX traps; each engine otherwise runs with the panel's defaults."""
     from zoe_panel.engine import flavors
 
     unknown = [e for e in engines if e not in flavors.names()]
     if unknown:
         raise ConfigError(f"unknown engine(s) {', '.join(unknown)}; choose from {', '.join(flavors.names())}")
+    extra = {e: flavors.get(e).check_extra(a) for e, a in (extra or {}).items() if a}
+    stray = [e for e in extra if e not in engines]
+    if stray:
+        raise ConfigError(f"extra flags for {', '.join(stray)}, which is not compared here")
     current = rt.engine.status(max_age_s=0)
     if current.state.is_running:
         raise ConfigError("an engine is running: stop it first (a comparison starts and stops each engine)")
-    rows = [measure_engine(rt, model, e, ctx=ctx, parallel=parallel) for e in engines]
+    rows = [measure_engine(rt, model, e, ctx=ctx, parallel=parallel, extra_args=extra.get(e, ())) for e in engines]
     out = {"model": model, "ctx": ctx, "rows": rows, "verdict": verdict(rows), "at": time.time()}
+    if extra:
+        out["extra"] = {e: list(a) for e, a in extra.items()}
     rt.history.add_comparison(model, out)
     return out

@@ -185,3 +185,18 @@ def test_vllm_in_docker_on_a_jetson(tmp_path: Path) -> None:
     old = DockerEngine(Settings(home=tmp_path, tegra_release=tmp_path / "old" / "nv_tegra_release"))
     with pytest.raises(ConfigError, match="docker_vllm_image"):
         old.image_ref("vllm")
+
+
+def test_compare_takes_an_engines_own_flags_checked_first(tmp_path: Path) -> None:
+    """compare --engine-args vllm='...': refused before any engine starts when vLLM's allow-list
+    refuses a flag, or when it names an engine the comparison does not run."""
+    from zoe_panel.compare import compare
+    from zoe_panel.runtime import Runtime
+    from zoe_panel.settings import load_settings
+
+    rt = Runtime(load_settings({"ZOE_HOME": str(tmp_path)}), sampler=False)
+    with pytest.raises(ConfigError, match="--trust-remote-code"):
+        compare(rt, "m.gguf", ["llama-server", "vllm"], extra={"vllm": ("--trust-remote-code",)})
+    with pytest.raises(ConfigError, match="not compared here"):
+        compare(rt, "m.gguf", ["llama-server"], extra={"vllm": ("--enforce-eager",)})
+    assert rt.history.comparisons(5) == []

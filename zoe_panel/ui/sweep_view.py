@@ -189,15 +189,27 @@ def compare_section(rt: Runtime, models: list[str]) -> None:
         model = c1.selectbox("Model", models, key="lab-compare-model")
         engines = c2.multiselect("Engines", choices, [p for p in preset if p in choices], key="lab-compare-engines")
         parallel = c3.number_input("Requests at once", 1, 64, 4, key="lab-compare-parallel")
+        vllm_flags = st.text_input(
+            "vLLM's extra flags", key="lab-compare-vllm-args", placeholder="--enforce-eager --dtype float32"
+        )
         go_ = st.form_submit_button("Compare", key="lab-compare-go")
     if go_:
+        import shlex
+
         from zoe_panel.compare import compare
+
+        extra = {e: tuple(shlex.split(vllm_flags)) for e in engines if flavors.get(e).memory_model == "vllm"}
 
         def work(job: Any) -> Any:
             job.report(0.1, "starting the engines one after another")
-            return compare(rt, str(model), list(engines), parallel=int(parallel))["verdict"]
+            return compare(rt, str(model), list(engines), parallel=int(parallel), extra=extra)["verdict"]
 
-        attempt(lambda: rt.jobs.submit("compare", "", work, exclusive_key="the engine"), success="Comparison started.")
+        def submit() -> Any:
+            for e, flags in extra.items():
+                flavors.get(e).check_extra(flags)  # refused here, not in the job
+            return rt.jobs.submit("compare", "", work, exclusive_key="the engine")
+
+        attempt(submit, success="Comparison started.")
 
 
 def comparisons(rt: Runtime) -> None:
