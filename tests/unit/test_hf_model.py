@@ -220,3 +220,14 @@ def test_a_folder_gets_vllm_and_nothing_else(tmp_path: Path, monkeypatch: pytest
         rt.memory.estimate(replace(spec, flavor="llama-server"), budget=CPU)
     with pytest.raises(ConfigError, match="already a Hugging Face folder"):
         rt.start_vllm_prepare("Tiny.hf")
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", ".hidden", "bad\nname", "x" * 300, ""])
+def test_a_download_folder_name_stays_one_plain_name(name: str) -> None:
+    from zoe_panel.models.hf_download import folder_name
+
+    if name == "":  # no name given: the repository's
+        assert folder_name("Qwen/Qwen2.5-1.5B-Instruct-AWQ", name or None) == "Qwen2.5-1.5B-Instruct-AWQ.hf"
+        return
+    with pytest.raises(ModelStoreError, match="not a valid folder name"):
+        folder_name("org/repo", name)
