@@ -87,6 +87,17 @@ def group_gguf(files: list[RemoteFile]) -> list[RemoteModel]:
 def list_gguf(
     repo_id: str, *, revision: str = "main", endpoint: str | None = None, token: str | None = None
 ) -> list[RemoteModel]:
+    models = group_gguf(repo_files(repo_id, revision=revision, endpoint=endpoint, token=token)[0])
+    if not models:
+        raise DownloadError(f"{repo_id} has no .gguf files")
+    return models
+
+
+def repo_files(
+    repo_id: str, *, revision: str = "main", endpoint: str | None = None, token: str | None = None
+) -> tuple[list[RemoteFile], str]:
+    """A repo's files with sizes and LFS sha256, and the commit they are at; clear errors for a
+    repo that is not there, private, or unreachable."""
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
     _check_repo_id(repo_id)
@@ -102,10 +113,7 @@ def list_gguf(
             raise DownloadError(f"{repo_id}: the Hub wants a valid token (set HF_TOKEN)") from None
         raise DownloadError(f"cannot list {repo_id}: {_first_line(e)}") from None
     files = [RemoteFile(s.rfilename, int(s.size or 0), s.lfs.sha256 if s.lfs else None) for s in info.siblings or []]
-    models = group_gguf(files)
-    if not models:
-        raise DownloadError(f"{repo_id} has no .gguf files")
-    return models
+    return files, str(info.sha or "")
 
 
 def _check_repo_id(repo_id: str) -> None:

@@ -26,12 +26,11 @@ from zoe_panel.errors import DownloadError, InvalidModelError, ModelStoreError
 from zoe_panel.models.download import (
     STAGING,
     RemoteFile,
-    _check_repo_id,
     _discard,
     _first_line,
     check_space,
     fetch_files,
-    hub_api,
+    repo_files,
 )
 from zoe_panel.models.hf_model import (
     PICKLED,
@@ -84,22 +83,10 @@ def plan_repo(
 ) -> HfRepoPlan:
     """The files to fetch, after the repo's config says vLLM can serve it (nothing is kept yet)."""
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+    from huggingface_hub.errors import HfHubHTTPError
 
-    _check_repo_id(repo_id)
-    try:
-        info = hub_api(endpoint, token).model_info(repo_id, revision=revision, files_metadata=True)
-    except RepositoryNotFoundError:
-        raise DownloadError(f"repository {repo_id} not found (or private: set HF_TOKEN)") from None
-    except (HfHubHTTPError, OSError) as e:
-        status = getattr(getattr(e, "response", None), "status_code", None)
-        if status == 401:
-            raise DownloadError(f"{repo_id}: the Hub wants a valid token (set HF_TOKEN)") from None
-        raise DownloadError(f"cannot list {repo_id}: {_first_line(e)}") from None
-    listed = {
-        s.rfilename: RemoteFile(s.rfilename, int(s.size or 0), s.lfs.sha256 if s.lfs else None)
-        for s in info.siblings or []
-    }
+    files, commit = repo_files(repo_id, revision=revision, endpoint=endpoint, token=token)
+    listed = {f.name: f for f in files}
     top = {n: f for n, f in listed.items() if "/" not in n}
     if "config.json" not in top:
         if any(n.lower().endswith(".gguf") for n in listed):
@@ -149,7 +136,7 @@ def plan_repo(
         raise DownloadError(f"{repo_id} has no safetensors weights")
     support = [n for n in top if n.endswith(SUPPORT_SUFFIXES) and n not in SKIPPED_NAMES and not n.startswith(".")]
     names = sorted(set(support)) + shards
-    return HfRepoPlan(repo_id, revision, str(info.sha or ""), tuple(top[n] for n in names), arch, quant, config)
+    return HfRepoPlan(repo_id, revision, commit, tuple(top[n] for n in names), arch, quant, config)
 
 
 def planned_model(plan: HfRepoPlan, name: str | None = None) -> HfModel:

@@ -214,12 +214,7 @@ def verify(store: ModelStore, name: str, log: VerifyLog) -> dict[str, Any]:
             read_hf_model(path)
         except InvalidModelError as e:
             result.update(ok=False, error=str(e))
-        st = path.stat()
-        result.update(size=st.st_size, mtime_ns=st.st_mtime_ns)
-        log.record(str(path.resolve()), result)
-        return result
-    parts = store.split_parts(path)
-    for part in parts:
+    for part in [] if path.is_dir() else store.split_parts(path):
         if not part.is_file():
             result.update(ok=False, error=f"missing part {part.name}")
             break
