@@ -19,14 +19,20 @@ from zoe_panel.engine.base import EngineState
 from zoe_panel.runtime import Runtime
 from zoe_panel.settings import load_settings
 
-pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.docker,
+    pytest.mark.slow,
+    # opt-in (a plain skip, even under make test): a 4.5 GB image and vLLM's start on top of CI's share
+    pytest.mark.skipif(
+        os.environ.get("ZOE_VLLM_DOCKER") != "1",
+        reason="vLLM in Docker runs with ZOE_VLLM_DOCKER=1 (make test-vllm-docker)",
+    ),
+]
 
 
 @pytest.fixture(scope="module")
 def image() -> tuple[str, str]:
-    require(
-        os.environ.get("ZOE_VLLM_DOCKER") == "1", "vLLM in Docker runs with ZOE_VLLM_DOCKER=1 (make test-vllm-docker)"
-    )
     host = os.environ.get("ZOE_TEST_DOCKER_HOST", "")
     require(bool(host), "ZOE_TEST_DOCKER_HOST is not set: scripts/test_env.sh starts a private dockerd")
     require(vllm_support.status(CACHE).ready, "vLLM is not installed under the test cache")
