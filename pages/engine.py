@@ -14,6 +14,7 @@ from zoe_panel.ui.engine_view import (
     form_spec,
     init_form,
     live_status,
+    remember_choice,
     save_preset,
     speculative_section,
     start_from_form,
@@ -43,7 +44,7 @@ with c1:
         args=(rt,),
         help="GGUF files (every engine) and downloaded Hugging Face folders (.hf, vLLM only).",
     )
-    st.selectbox("Flavour", flavors.names(), key="engine-flavor")
+    st.selectbox("Flavour", flavors.names(), key="engine-flavor", on_change=remember_choice)
     if flavors.get(st.session_state["engine-flavor"]).memory_model == "vllm":
         vllm_panel(rt, st.session_state.get("engine-model"), st.session_state["engine-flavor"])
     if flavors.get(st.session_state["engine-flavor"]).multi_model:

@@ -219,6 +219,29 @@ def test_engine_page_starts_from_the_models_preset(rt: Runtime) -> None:
     assert "saved preset" in texts(at)
 
 
+def test_a_reload_keeps_the_chosen_model_and_flavour(rt: Runtime) -> None:
+    """A reload is a new Streamlit session: the Engine form's model and flavour come back from the URL."""
+    from hf_folder import make_folder
+
+    make_folder(rt.store.root / "Tiny.hf")  # a second model to choose: a Hugging Face folder (vLLM's)
+    at = app()
+    assert at.selectbox(key="engine-model").value == MODEL and at.query_params["model"] == MODEL
+    at.selectbox(key="engine-model").set_value("Tiny.hf").run()
+    assert at.selectbox(key="engine-flavor").value == "vllm"  # only vLLM serves a folder
+    assert at.query_params["model"] == "Tiny.hf" and at.query_params["flavor"] == "vllm"
+    again = AppTest.from_file("../../app.py", default_timeout=60)  # the reload: a new session, same URL
+    again.query_params.update(model="Tiny.hf", flavor="vllm")
+    again.run()
+    assert not again.exception
+    assert (
+        again.selectbox(key="engine-model").value == "Tiny.hf" and again.selectbox(key="engine-flavor").value == "vllm"
+    )
+    fresh = AppTest.from_file("../../app.py", default_timeout=60)
+    fresh.query_params.update(model="../../etc/passwd", flavor="nonsense")  # not in the lists: the defaults
+    fresh.run()
+    assert fresh.selectbox(key="engine-model").value == MODEL and fresh.selectbox(key="engine-flavor").value == "fake"
+
+
 def test_sign_in_gate_covers_every_page(rt: Runtime, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from zoe_panel.auth import hash_password
 

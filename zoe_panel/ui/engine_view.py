@@ -16,13 +16,18 @@ from zoe_panel.ui.widgets import md, state_line
 
 
 def init_form(rt: Runtime, names: list[str]) -> None:
-    """First render of a tab: the first model, its preset, the panel's settings."""
+    """First render of a tab: the model and flavour the URL names (a reload is a new session: the
+    URL keeps the operator's choice), else the first model; its preset; the panel's settings."""
     state = st.session_state
+    wanted = st.query_params.get("flavor")
+    if "engine-flavor" not in state and wanted in flavors.names():
+        state["engine-flavor"] = wanted
     state.setdefault("engine-flavor", rt.settings.flavor)
     state.setdefault("engine-port", rt.settings.engine_port)
     state.setdefault("engine-extra", "")
     if names and state.get("engine-model") not in names:
-        state["engine-model"] = names[0]
+        model = st.query_params.get("model")
+        state["engine-model"] = model if model in names else names[0]
         apply_preset(rt)
     for key, value in (
         ("engine-ctx", defaults.CTX),
@@ -35,6 +40,14 @@ def init_form(rt: Runtime, names: list[str]) -> None:
         ("engine-checkpoints", rt.settings.ctx_checkpoints),
     ):
         state.setdefault(key, value)
+
+
+def remember_choice() -> None:
+    """The chosen model and flavour in the page's URL, so a reload (a new session) keeps them."""
+    state = st.session_state
+    for key, param in (("engine-model", "model"), ("engine-flavor", "flavor")):
+        if state.get(key):
+            st.query_params[param] = str(state[key])
 
 
 def apply_preset(rt: Runtime) -> None:
@@ -69,6 +82,7 @@ def apply_preset(rt: Runtime) -> None:
     if str(state["engine-model"]).endswith(".hf") and flavors.get(str(state.get("engine-flavor"))).name != "vllm":
         state["engine-flavor"] = "vllm"  # a Hugging Face folder: only vLLM serves it
         state["engine-preset-note"] = f"a Hugging Face folder: vLLM serves it (context {p.ctx:,} to start with)"
+    remember_choice()
 
 
 def save_preset(rt: Runtime, form: Mapping[str, Any]) -> None:
