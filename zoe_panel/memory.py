@@ -180,10 +180,12 @@ class MemoryAdvisor:
             from zoe_panel.models.fit_vllm import max_context_vllm
             from zoe_panel.models.hf_model import read_hf_model
 
-            model = info or (read_hf_model(Path(spec.model)) if Path(spec.model).is_dir() else None)
+            if info is None:  # read once, for the estimate and the trained context both
+                info = (
+                    read_hf_model(Path(spec.model)) if Path(spec.model).is_dir() else self.store.info(Path(spec.model))
+                )
             est = self.estimate(spec, budget=budget, info=info)
-            trained = max_context_vllm(model or self.store.info(Path(spec.model)), spec)
-            return {"vLLM": max(0, min(trained, est.n_ctx))}
+            return {"vLLM": max(0, min(max_context_vllm(info), est.n_ctx))}
         if isinstance(info, HfModel):
             raise EstimateError(hf_needs_vllm(info.path))
         info = info or self.store.info(Path(spec.model))

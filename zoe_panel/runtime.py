@@ -472,10 +472,11 @@ class Runtime:
         saved = self.presets.get(model)
         if saved is not None:
             return saved
-        if self.store.resolve(model).is_dir():  # vLLM: the trained context, at most 4096 to start with
+        path = self.store.resolve(model)
+        if path.is_dir():  # vLLM: the trained context, at most 4096 to start with
             from zoe_panel.models.hf_model import read_hf_model
 
-            trained = read_hf_model(self.store.resolve(model)).shape.n_ctx_train or 4096
+            trained = read_hf_model(path).shape.n_ctx_train or 4096
             return Preset(ctx=max(256, min(trained, 4096)))
         spec = self.default_spec(model)
         best = self.memory.max_contexts(spec).get("f16", 4096)

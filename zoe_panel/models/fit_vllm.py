@@ -261,7 +261,7 @@ def _vllm_gpu_estimate(
     )
 
 
-def max_context_vllm(model: GGUFInfo | HfModel, spec: EngineSpec) -> int:
+def max_context_vllm(model: GGUFInfo | HfModel) -> int:
     """The longest request vLLM will accept: the model's trained context (its --max-model-len check)."""
-    shape = served_model(model, spec).shape
+    shape = model.shape if isinstance(model, HfModel) else model_shape(model)
     return shape.n_ctx_train or 4096

@@ -32,6 +32,7 @@ from zoe_panel.models.download import (
     fetch_files,
     repo_files,
 )
+from zoe_panel.models.fit_vllm import DTYPE_WIDTH
 from zoe_panel.models.hf_model import (
     PICKLED,
     SOURCE_FILE,
@@ -145,7 +146,7 @@ def planned_model(plan: HfRepoPlan, name: str | None = None) -> HfModel:
     repo is counted as packed, as on disk)."""
     weights = sum(f.size for f in plan.weights)
     dtype = str(plan.config.get("torch_dtype") or plan.config.get("dtype") or "bfloat16")
-    width = {"float32": 4, "float16": 2, "bfloat16": 2}.get(dtype, 2)
+    width = DTYPE_WIDTH.get(dtype, 2)
     qcfg = plan.config.get("quantization_config")
     bits = int(qcfg.get("bits", 0) or 0) if isinstance(qcfg, dict) else 0
     params = weights // width if not plan.quant_method else 0

@@ -163,7 +163,9 @@ def delete(store: ModelStore, name: str, *, in_use: str | None = None) -> list[P
     """Delete a model (every part of a split one); refuse the one the running engine uses."""
     path = store.resolve(name)
     if path.is_dir():  # a Hugging Face folder: the running engine may serve it, or the GGUF it was made from
-        if in_use and path in (Path(in_use).resolve(), Path(in_use).resolve().with_suffix(".hf")):
+        from zoe_panel.engine.flavors.vllm import hf_dir
+
+        if in_use and path in (Path(in_use).resolve(), hf_dir(Path(in_use).resolve())):
             raise ModelStoreError(f"{name} is served by the running engine: stop the engine first")
         shutil.rmtree(path)
         return [path]
